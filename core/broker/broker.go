@@ -1,0 +1,297 @@
+// Package broker embeds the mochi MQTT server as ggcore's local broker:
+// mutual TLS only, every connection bound to a thing of the group, and
+// every message delivered only where the subscription table sends it.
+//
+// The broker is mochi plus hooks, one concern per file: identity.go
+// decides who may connect, routing.go decides what each device receives,
+// drops.go counts and logs what could not be delivered.
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ggcore/ggcore/core/router"
+)
+
+// Thing is a device of the group: the certificate it must present, the
+// MQTT client ID it must use, and its name in the subscription table.
+type Thing struct {
+	// Name is the thing name; the device's MQTT client ID must equal it.
+	Name string
+	// ARN is the thing ARN, as Source and Target name it in the table.
+	ARN string
+	// CertificateID is the AWS certificate ID of the device certificate:
+	// the lowercase hex SHA-256 of its DER.
+	CertificateID string
+}
+
+// Group is what the broker enforces: the devices that may connect and the
+// subscription table that routes their messages.
+type Group struct {
+	// ID is the group ID, used in log lines.
+	ID string
+	// Devices may connect; nothing else may.
+	Devices []Thing
+	// Table decides every delivery.
+	Table *router.Table
+}
+
+// snapshot is an immutable, indexed Group. The broker swaps snapshots
+// atomically, so a message is routed entirely by the old or the new group.
+type snapshot struct {
+	id     string
+	table  *router.Table
+	byCert map[string]*Thing
+	byName map[string]*Thing
+}
+
+func newSnapshot(g Group) (*snapshot, error) {
+	if g.Table == nil {
+		return nil, errors.New("broker: group has no subscription table")
+	}
+	s := &snapshot{
+		id:     g.ID,
+		table:  g.Table,
+		byCert: make(map[string]*Thing, len(g.Devices)),
+		byName: make(map[string]*Thing, len(g.Devices)),
+	}
+	for i := range g.Devices {
+		t := &g.Devices[i]
+		if _, dup := s.byName[t.Name]; dup {
+			return nil, fmt.Errorf("broker: device %q listed twice", t.Name)
+		}
+		if _, dup := s.byCert[t.CertificateID]; dup {
+			return nil, fmt.Errorf("broker: certificate %s registered to two devices", t.CertificateID)
+		}
+		s.byName[t.Name] = t
+		s.byCert[t.CertificateID] = t
+	}
+	return s, nil
+}
+
+// Limits bound the memory one client can make the broker hold.
+type Limits struct {
+	// MaxPendingWrites is the per-client queue of outbound packets. A
+	// subscriber that falls this far behind loses messages; every loss is
+	// counted and logged (see drops.go). It is also the channel size mochi
+	// allocates for every client, so it is the main per-client cost.
+	MaxPendingWrites int32
+	// MaxInflight bounds unacknowledged outbound QoS 1/2 messages kept per
+	// session, online or offline. Past it, new QoS 1/2 messages for that
+	// session are refused, counted and logged by mochi.
+	MaxInflight uint16
+	// ReceiveMaximum is how many QoS 1/2 publishes a client may have
+	// unacknowledged towards the broker (MQTT 5 flow control).
+	ReceiveMaximum uint16
+	// MaxPacketSize refuses larger packets (v1's limit was 128 KiB).
+	MaxPacketSize uint32
+	// MaxClients refuses connections past this many.
+	MaxClients int64
+	// SessionExpiry caps how long a disconnected persistent session (and
+	// its queued QoS 1/2 messages) is kept, in seconds.
+	SessionExpiry uint32
+	// MessageExpiry caps how long a queued message is kept, in seconds.
+	MessageExpiry int64
+}
+
+// DefaultLimits are sized for a gateway with about a thousand devices:
+// the pending-write queues cost 8 KiB per client, and a full inflight
+// window of 256 KiB messages stays in the tens of megabytes per session
+// only for pathological clients.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxPendingWrites: 1024,
+		MaxInflight:      512,
+		ReceiveMaximum:   256,
+		MaxPacketSize:    256 << 10,
+		MaxClients:       10000,
+		SessionExpiry:    24 * 60 * 60,
+		MessageExpiry:    24 * 60 * 60,
+	}
+}
+
+// Options configure a Broker.
+type Options struct {
+	// Listener is the bound TCP socket to serve on; the broker owns it.
+	Listener net.Listener
+	// TLS is the server TLS configuration; it must require and verify
+	// client certificates (tlsconf.Server does).
+	TLS *tls.Config
+	// Logger receives the broker's log lines; nil means slog.Default().
+	Logger *slog.Logger
+	// Limits; the zero value means DefaultLimits().
+	Limits Limits
+}
+
+// Stats are the broker's counters since start.
+type Stats struct {
+	// Refused counts connections closed because their certificate or
+	// client ID did not match a device of the group.
+	Refused int64
+	// Unrouted counts publishes that no subscription routes anywhere.
+	Unrouted int64
+	// Dropped counts messages lost because a subscriber's queue was full.
+	Dropped int64
+	// InflightDropped counts QoS 1/2 messages refused because a session's
+	// inflight window was full.
+	InflightDropped int64
+	// Clients is the number of connected clients.
+	Clients int64
+}
+
+// Broker is the local MQTT broker.
+type Broker struct {
+	srv  *mqtt.Server
+	log  *slog.Logger
+	addr net.Addr
+	snap atomic.Pointer[snapshot]
+
+	refused  atomic.Int64
+	unrouted atomic.Int64
+	dropped  atomic.Int64
+}
+
+// sentinelClient holds the broker's own shared subscriptions (see New).
+// MQTT client IDs of devices are thing names, which cannot contain NUL.
+const sentinelClient = "\x00ggcore-router"
+
+// New builds a broker serving group g; Start starts it.
+func New(o Options, g Group) (*Broker, error) {
+	if o.Listener == nil || o.TLS == nil {
+		return nil, errors.New("broker: a listener and a TLS configuration are required")
+	}
+	if o.TLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		return nil, errors.New("broker: TLS configuration must require and verify client certificates")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	lim := o.Limits
+	if lim == (Limits{}) {
+		lim = DefaultLimits()
+	}
+	snap, err := newSnapshot(g)
+	if err != nil {
+		return nil, err
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = lim.MaxPendingWrites
+	caps.MaximumInflight = lim.MaxInflight
+	caps.ReceiveMaximum = lim.ReceiveMaximum
+	caps.MaximumPacketSize = lim.MaxPacketSize
+	caps.MaximumClients = lim.MaxClients
+	caps.MaximumSessionExpiryInterval = lim.SessionExpiry
+	caps.MaximumMessageExpiryInterval = lim.MessageExpiry
+	// Shared subscriptions would let one device take messages meant for
+	// another; v1 never offered them. SUBSCRIBE to $share/... gets 0x9E.
+	caps.SharedSubAvailable = 0
+
+	b := &Broker{log: log, addr: o.Listener.Addr()}
+	b.snap.Store(snap)
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       log.With("component", "mqtt"),
+		// $SYS topics are published with no origin; the routing hook
+		// drops them like any other unrouted message.
+		SysTopicResendInterval: 60,
+	})
+	for _, h := range []mqtt.Hook{&identityHook{b: b}, &routingHook{b: b}, &dropsHook{b: b}} {
+		if err := b.srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+		}
+	}
+	// mochi consults OnSelectSubscribers only for topics that have a
+	// shared subscriber. These two subscriptions of a client that never
+	// connects give every topic one, so the routing hook sees every
+	// delivery: live publishes, will messages and $SYS alike.
+	for _, f := range []string{"$share/ggcore/#", "$share/ggcore/$SYS/#"} {
+		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
+	}
+	if err := b.srv.AddListener(newTLSListener("mqtts", o.Listener, o.TLS)); err != nil {
+		return nil, fmt.Errorf("broker: add listener: %w", err)
+	}
+	return b, nil
+}
+
+// Start serves in the background until Close.
+func (b *Broker) Start() error {
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	return nil
+}
+
+// Addr is the address the broker serves on.
+func (b *Broker) Addr() net.Addr { return b.addr }
+
+// Close stops listening and disconnects every client.
+func (b *Broker) Close() error {
+	if err := b.srv.Close(); err != nil {
+		return fmt.Errorf("broker: close: %w", err)
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		Refused:         b.refused.Load(),
+		Unrouted:        b.unrouted.Load(),
+		Dropped:         b.dropped.Load(),
+		InflightDropped: atomic.LoadInt64(&b.srv.Info.InflightDropped),
+		Clients:         atomic.LoadInt64(&b.srv.Info.ClientsConnected),
+	}
+}
+
+// SetGroup switches to group g in one step. Devices no longer in the
+// group, or whose registered certificate changed, are disconnected and
+// their sessions removed; queued messages that the new table no longer
+// allows are discarded.
+func (b *Broker) SetGroup(g Group) error {
+	snap, err := newSnapshot(g)
+	if err != nil {
+		return err
+	}
+	b.snap.Store(snap)
+	for id, cl := range b.srv.Clients.GetAll() {
+		t := snap.byName[id]
+		if t == nil || certificateID(cl) != t.CertificateID {
+			b.log.Info("device removed from group: disconnecting", "client", id, "group", snap.id)
+			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+			b.srv.UnsubscribeClient(cl)
+			b.srv.Clients.Delete(id)
+			continue
+		}
+		b.purgeInflight(cl, snap, t)
+	}
+	return nil
+}
+
+// purgeInflight drops queued outbound publishes that the current table no
+// longer allows, so a QoS 1/2 resend cannot outlive the subscription that
+// allowed it.
+func (b *Broker) purgeInflight(cl *mqtt.Client, snap *snapshot, target *Thing) {
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		src := snap.byName[pk.Origin]
+		if src != nil && snap.table.Allowed(src.ARN, target.ARN, pk.TopicName) {
+			continue
+		}
+		if cl.State.Inflight.Delete(pk.PacketID) {
+			cl.State.Inflight.IncreaseSendQuota()
+			atomic.AddInt64(&b.srv.Info.Inflight, -1)
+		}
+	}
+}

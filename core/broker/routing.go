@@ -1,0 +1,185 @@
+package broker
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// routingHook enforces the subscription table on every path a message can
+// take to a device:
+//
+//   - live publishes and will messages: OnSelectSubscribers removes every
+//     subscriber the table does not allow for (publisher, subscriber,
+//     topic) before mochi queues anything for them;
+//   - retained messages: mochi's own replay is switched off (OnSubscribe)
+//     and replayRetained sends each retained message only where the table
+//     allows its original publisher to reach the subscriber;
+//   - SUBSCRIBE: refused when no subscription targeting the device can
+//     ever match the filter (OnACLCheck);
+//   - $share/...: not offered (see New); $SYS: no publisher, so dropped;
+//   - QoS 1/2 resends: queued messages are purged on a table change
+//     (Broker.SetGroup).
+//
+// Publishes that the table routes nowhere are acknowledged, counted and
+// dropped (OnPublish): neither delivered nor retained.
+type routingHook struct {
+	mqtt.HookBase
+	b *Broker
+
+	// replays holds, per client, the subscriptions of the SUBSCRIBE being
+	// processed whose retained messages are due once its SUBACK is out.
+	replays sync.Map // *mqtt.Client -> []packets.Subscription
+}
+
+func (h *routingHook) ID() string { return "ggcore-routing" }
+
+func (h *routingHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSelectSubscribers, mqtt.OnWill,
+		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
+	}, []byte{b})
+}
+
+// OnACLCheck answers mochi's two questions: may this client publish on a
+// topic (always; OnPublish routes), and may it receive on a filter or
+// topic (only if some subscription targeting it can match).
+func (h *routingHook) OnACLCheck(cl *mqtt.Client, topicOrFilter string, write bool) bool {
+	if write {
+		return true
+	}
+	snap := h.b.snap.Load()
+	t := snap.byName[cl.ID]
+	return t != nil && snap.table.CanReceive(t.ARN, topicOrFilter)
+}
+
+// OnPublish drops, after acknowledging, a publish that the table routes
+// nowhere.
+func (h *routingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	snap := h.b.snap.Load()
+	if t := snap.byName[cl.ID]; t != nil && snap.table.HasRoute(t.ARN, pk.TopicName) {
+		return pk, nil
+	}
+	h.b.unrouted.Add(1)
+	h.b.log.Debug("unrouted publish dropped", "client", cl.ID, "topic", pk.TopicName)
+	return pk, packets.CodeSuccessIgnore
+}
+
+// OnWill keeps a will message that the table routes nowhere from being
+// retained; its delivery is filtered like any publish.
+func (h *routingHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	snap := h.b.snap.Load()
+	if t := snap.byName[cl.ID]; t == nil || !snap.table.HasRoute(t.ARN, will.TopicName) {
+		h.b.unrouted.Add(1)
+		will.Retain = false
+	}
+	return will, nil
+}
+
+// OnSelectSubscribers is the per-message routing decision.
+func (h *routingHook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	snap := h.b.snap.Load()
+	src := snap.byName[pk.Origin]
+	for id := range subs.Subscriptions {
+		dst := snap.byName[id]
+		if src == nil || dst == nil || !snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) {
+			delete(subs.Subscriptions, id)
+		}
+	}
+	// Only the broker's sentinel holds shared subscriptions; select none.
+	clear(subs.Shared)
+	clear(subs.SharedSelected)
+	return subs
+}
+
+// OnSubscribe turns off mochi's retained replay for every filter (it
+// cannot see who published a retained message) and remembers which
+// filters are owed one, honouring MQTT 5 Retain Handling.
+func (h *routingHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	filters := make([]packets.Subscription, len(pk.Filters))
+	copy(filters, pk.Filters)
+	var owed []packets.Subscription
+	for i := range filters {
+		f := &filters[i]
+		_, existed := cl.State.Subscriptions.Get(f.Filter)
+		if f.RetainHandling == 0 || (f.RetainHandling == 1 && !existed) {
+			owed = append(owed, *f)
+		}
+		f.RetainHandling = 2
+	}
+	if len(owed) > 0 {
+		h.replays.Store(cl, owed)
+	}
+	pk.Filters = filters
+	return pk
+}
+
+// OnPacketProcessed sends the retained messages owed by a SUBSCRIBE once
+// mochi has written its SUBACK.
+func (h *routingHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	if pk.FixedHeader.Type != packets.Subscribe {
+		return
+	}
+	v, ok := h.replays.LoadAndDelete(cl)
+	if !ok || err != nil {
+		return
+	}
+	for _, sub := range v.([]packets.Subscription) {
+		if granted, ok := cl.State.Subscriptions.Get(sub.Filter); ok {
+			h.replayRetained(cl, granted)
+		}
+	}
+}
+
+func (h *routingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.replays.Delete(cl)
+}
+
+// replayRetained sends cl the retained messages matching sub that the
+// table allows, with the retain flag set, as MQTT requires for replays.
+func (h *routingHook) replayRetained(cl *mqtt.Client, sub packets.Subscription) {
+	snap := h.b.snap.Load()
+	dst := snap.byName[cl.ID]
+	if dst == nil {
+		return
+	}
+	srv := h.b.srv
+	for _, msg := range srv.Topics.Messages(sub.Filter) {
+		src := snap.byName[msg.Origin]
+		if src == nil || !snap.table.Allowed(src.ARN, dst.ARN, msg.TopicName) {
+			continue
+		}
+		out := msg.Copy(false)
+		out.FixedHeader.Retain = true
+		out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
+		out.Properties.SubscriptionIdentifier = nil
+		if sub.Identifier > 0 {
+			out.Properties.SubscriptionIdentifier = []int{sub.Identifier}
+		}
+		out.FixedHeader.Qos = min(out.FixedHeader.Qos, sub.Qos)
+		if out.FixedHeader.Qos > 0 {
+			if cl.State.Inflight.Len() >= int(srv.Options.Capabilities.MaximumInflight) {
+				atomic.AddInt64(&srv.Info.InflightDropped, 1)
+				h.b.log.Warn("retained message not replayed: inflight window full", "client", cl.ID, "topic", msg.TopicName)
+				continue
+			}
+			id, err := cl.NextPacketID()
+			if err != nil {
+				atomic.AddInt64(&srv.Info.InflightDropped, 1)
+				continue
+			}
+			out.PacketID = uint16(id)
+			if cl.State.Inflight.Set(out) {
+				atomic.AddInt64(&srv.Info.Inflight, 1)
+				cl.State.Inflight.DecreaseSendQuota()
+			}
+		}
+		if err := cl.WritePacket(out); err != nil {
+			h.b.log.Debug("retained replay failed", "client", cl.ID, "topic", msg.TopicName, "error", err)
+			return
+		}
+	}
+}

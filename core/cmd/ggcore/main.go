@@ -1,0 +1,97 @@
+// Command ggcore is the Greengrass-v1-compatible edge core: the local
+// mutual-TLS MQTT broker with subscription-table routing.
+//
+//	ggcore --config /greengrass/config/config.json
+//
+// SIGHUP re-reads group.json (a bad one is refused and the running table
+// kept); SIGTERM and SIGINT stop the core cleanly.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// statsInterval is how often changed broker counters are logged.
+const statsInterval = time.Minute
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run is main with its inputs and outputs explicit; it returns the exit
+// status: 0 after a clean stop, 1 when the core cannot start, 2 for usage.
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ggcore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/greengrass/config/config.json", "path of config.json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ggcore [--config PATH] [--log-level LEVEL]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ggcore: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "ggcore: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	c, err := start(*configPath, log)
+	if err != nil {
+		log.Error("ggcore cannot start", "config", *configPath, "error", err)
+		return 1
+	}
+	log.Info("ggcore ready", "addr", c.broker.Addr().String(), "group", c.groupID,
+		"devices", c.devices, "subscriptions", c.subscriptions, "tls_profile", c.profile)
+
+	ticker := time.NewTicker(statsInterval)
+	defer ticker.Stop()
+	last := c.broker.Stats()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("ggcore stopping", "signal", "TERM/INT")
+			err := c.broker.Close()
+			logStats(log, c.broker.Stats())
+			if err != nil {
+				log.Error("ggcore stop", "error", err)
+				return 1
+			}
+			log.Info("ggcore stopped")
+			return 0
+		case <-hup:
+			c.reloadGroup()
+		case <-ticker.C:
+			if s := c.broker.Stats(); s != last {
+				logStats(log, s)
+				last = s
+			}
+		}
+	}
+}

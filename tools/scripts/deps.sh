@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what `make test`, `make run` and `make bench` need: Debian
+# packages (as root, via apt-get) and the Go modules (via the module proxy).
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A need=(
+  [mosquitto]=mosquitto
+  [mosquitto_pub]=mosquitto-clients
+  [mosquitto_sub]=mosquitto-clients
+  [openssl]=openssl
+)
+
+missing=()
+for cmd in "${!need[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+    missing+=("${need[$cmd]}")
+  fi
+done
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages: ${missing[*]}" >&2
+    echo "deps: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null || { echo "deps: apt-get update failed" >&2; exit 1; }
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's mosquitto package may start a system broker; the tests start
+# their own on free loopback ports, so it does not matter, but say so.
+go mod download
+echo "deps: ok" >&2
