@@ -36,7 +36,15 @@ func (h *identityHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	h.b.refused.Add(1)
 	h.b.log.Warn("connection refused", "remote", cl.Net.Remote, "client", cl.ID, "reason", reason)
-	_ = h.b.srv.SendConnack(cl, packets.ErrNotAuthorized, false, nil)
+	if cl.Properties.ProtocolVersion < 5 {
+		// mochi maps no v5 code to 3.1.1's "not authorized" (0x05).
+		_ = cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Connack},
+			ReasonCode:  packets.Err3NotAuthorized.Code,
+		})
+	} else {
+		_ = h.b.srv.SendConnack(cl, packets.ErrNotAuthorized, false, nil)
+	}
 	return packets.ErrNotAuthorized
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,7 @@ func start(configPath string, log *slog.Logger) (*core, error) {
 	if err := checkPrincipals(cfg); err != nil {
 		return nil, err
 	}
+	warnSecretsFallback(cfg, log)
 	clientCAs, err := loadCAPool(cfg.Crypto.CAPath)
 	if err != nil {
 		return nil, fmt.Errorf("crypto.caPath: %w", err)
@@ -159,9 +161,9 @@ func logUnavailableTargets(log *slog.Logger, g *config.Group) {
 	}
 }
 
+// isFunctionARN reports a Lambda function ARN, in any partition.
 func isFunctionARN(s string) bool {
-	const prefix = "arn:aws:lambda:"
-	return len(s) > len(prefix) && s[:len(prefix)] == prefix
+	return strings.HasPrefix(s, "arn:") && strings.Contains(s, ":lambda:")
 }
 
 // checkPrincipals opens every configured key so that a missing, weak or
@@ -190,6 +192,22 @@ func checkPrincipals(cfg *config.Config) error {
 		errs = append(errs, fmt.Errorf("crypto.principals.IoTCertificate.certificatePath: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// warnSecretsFallback says when SecretsManager is unset and, as in v1,
+// falls back to the IoT key, but that key cannot wrap secrets (not RSA).
+func warnSecretsFallback(cfg *config.Config, log *slog.Logger) {
+	if cfg.Crypto.Principals.SecretsManager.PrivateKey != "" {
+		return
+	}
+	signer, err := keys.Open(cfg.SecretsKey())
+	if err == nil {
+		err = keys.CheckPrincipal("SecretsManager", signer.Public())
+	}
+	if err != nil {
+		log.Warn("crypto.principals.SecretsManager is not set and the IoTCertificate key cannot stand in for it; set an RSA key before deploying secrets",
+			"reason", err)
+	}
 }
 
 func loadCAPool(path string) (*x509.CertPool, error) {

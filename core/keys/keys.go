@@ -1,0 +1,204 @@
+// Package keys opens the private keys that ggcore's principals name by
+// reference (DESIGN.md "Key references") and checks they are of a kind
+// the principal accepts.
+//
+// Today keys live in PEM files (file://). TPM 2.0 (tpm2:, handle:, TSS2
+// PEM files) and PKCS#11 (pkcs11:) references are recognised and refused
+// with ErrBackendUnavailable until those backends exist.
+package keys
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/ggcore/ggcore/core/config"
+)
+
+// ErrBackendUnavailable is returned for a key reference whose key store
+// this build cannot reach yet.
+var ErrBackendUnavailable = errors.New("key store not available yet")
+
+// ErrUnsupportedKey is wrapped by every refusal of a key's type or size.
+var ErrUnsupportedKey = errors.New("unsupported key")
+
+// Open returns a signer for the key named by ref. For RSA keys the signer
+// also implements crypto.Decrypter.
+func Open(ref string) (crypto.Signer, error) {
+	r, err := config.ParseKeyRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	switch r.Scheme {
+	case config.SchemeFile:
+		return openFile(r.Path)
+	case config.SchemeTPM2:
+		return nil, fmt.Errorf("keys: %s: TPM keys: %w (arrives with the key-storage work; use a file:// key)", ref, ErrBackendUnavailable)
+	case config.SchemePKCS11:
+		return nil, fmt.Errorf("keys: %s: PKCS#11 keys: %w (arrives with the key-storage work; use a file:// key)", r, ErrBackendUnavailable)
+	}
+	return nil, fmt.Errorf("keys: %s: unknown key scheme %q", ref, r.Scheme)
+}
+
+func openFile(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	key, err := ParsePEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// ParsePEM parses one PEM private key: PKCS#1 "RSA PRIVATE KEY", PKCS#8
+// "PRIVATE KEY" or SEC1 "EC PRIVATE KEY". It refuses encrypted keys, more
+// than one block, and key types ggcore does not accept (see Check).
+func ParsePEM(data []byte) (crypto.Signer, error) {
+	block, rest := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block: want a PEM private key")
+	}
+	if extra, _ := pem.Decode(rest); extra != nil {
+		return nil, fmt.Errorf("more than one PEM block (%q, then %q): want one private key", block.Type, extra.Type)
+	}
+	if block.Headers["Proc-Type"] != "" || strings.Contains(block.Type, "ENCRYPTED") {
+		return nil, fmt.Errorf("%w: encrypted PEM (%s): ggcore cannot prompt for a passphrase; store the key unencrypted with mode 0600, or in a TPM or token", ErrUnsupportedKey, block.Type)
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "TSS2 PRIVATE KEY":
+		return nil, fmt.Errorf("TPM-wrapped key: %w (arrives with the key-storage work)", ErrBackendUnavailable)
+	case "DSA PRIVATE KEY":
+		return nil, fmt.Errorf("%w: DSA key: want RSA >= 2048 or EC P-256/P-384", ErrUnsupportedKey)
+	default:
+		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "unknown elliptic curve") {
+			return nil, fmt.Errorf("%w: EC key on a curve other than P-256/P-384 (%v)", ErrUnsupportedKey, err)
+		}
+		return nil, fmt.Errorf("%s: %w", block.Type, err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T cannot sign", ErrUnsupportedKey, key)
+	}
+	if err := Check(signer.Public()); err != nil {
+		return nil, err
+	}
+	return signer, nil
+}
+
+// Check refuses public keys of a type or size ggcore does not accept:
+// RSA below 2048 bits, EC curves other than P-256 and P-384, Ed25519 and
+// anything else.
+func Check(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < 2048 {
+			return fmt.Errorf("%w: RSA-%d key: RSA keys must be at least 2048 bits", ErrUnsupportedKey, n)
+		}
+	case *ecdsa.PublicKey:
+		if c := k.Curve; c != elliptic.P256() && c != elliptic.P384() {
+			return fmt.Errorf("%w: EC key on %s: want P-256 or P-384", ErrUnsupportedKey, c.Params().Name)
+		}
+	case ed25519.PublicKey:
+		return fmt.Errorf("%w: Ed25519 key: want RSA >= 2048 or EC P-256/P-384 (v1 devices cannot verify Ed25519)", ErrUnsupportedKey)
+	default:
+		return fmt.Errorf("%w: %T: want RSA >= 2048 or EC P-256/P-384", ErrUnsupportedKey, pub)
+	}
+	return nil
+}
+
+// Describe names a public key's type for messages: "RSA-2048", "EC P-256".
+func Describe(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "EC " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	}
+	return fmt.Sprintf("%T", pub)
+}
+
+// CheckPrincipal checks that pub suits principal ("IoTCertificate",
+// "MQTTServerCertificate" or "SecretsManager"); SecretsManager wraps its
+// data key with RSA PKCS#1 v1.5 and so requires RSA.
+func CheckPrincipal(principal string, pub crypto.PublicKey) error {
+	if err := Check(pub); err != nil {
+		return fmt.Errorf("%s: %w", principal, err)
+	}
+	if _, isRSA := pub.(*rsa.PublicKey); principal == "SecretsManager" && !isRSA {
+		return fmt.Errorf("%w: %s key given, SecretsManager requires RSA >= 2048", ErrUnsupportedKey, Describe(pub))
+	}
+	return nil
+}
+
+// Type is a key type ggprov can create.
+type Type string
+
+// The key types of --key-type.
+const (
+	RSA2048 Type = "rsa2048"
+	RSA3072 Type = "rsa3072"
+	ECP256  Type = "ecp256"
+	ECP384  Type = "ecp384"
+)
+
+// Types lists every Type, for usage messages.
+var Types = []Type{RSA2048, RSA3072, ECP256, ECP384}
+
+// ParseType maps a --key-type value to a Type.
+func ParseType(s string) (Type, error) {
+	for _, t := range Types {
+		if string(t) == s {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("unknown key type %q: want one of rsa2048, rsa3072, ecp256, ecp384", s)
+}
+
+// Generate creates a key of type t in memory.
+func Generate(t Type) (crypto.Signer, error) {
+	switch t {
+	case RSA2048:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case RSA3072:
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case ECP256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case ECP384:
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	}
+	return nil, fmt.Errorf("keys: generate: unknown key type %q", t)
+}
+
+// MarshalPEM encodes a private key as PKCS#8 "PRIVATE KEY" PEM, which
+// openssl, mosquitto and the AWS SDKs all read.
+func MarshalPEM(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("keys: marshal: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}

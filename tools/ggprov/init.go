@@ -1,0 +1,421 @@
+package main
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
+)
+
+// Validity periods. CAs outlive every certificate they sign; identity
+// certificates are long-lived as in AWS IoT; the MQTT server certificate
+// lives as long as the group says (7 days by default), as v1's did.
+const (
+	caValidity       = 20 * 365 * 24 * time.Hour
+	identityValidity = 10 * 365 * 24 * time.Hour
+)
+
+// thingName is v1's pattern for thing names.
+var thingName = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
+
+type initOptions struct {
+	dir      string
+	core     string
+	devices  []string
+	keyStore string
+	keyType  keys.Type
+	port     int
+	bind     string
+	region   string
+	account  string
+}
+
+func parseInit(args []string, stderr io.Writer) (initOptions, error) {
+	fs := flag.NewFlagSet("ggprov init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o initOptions
+	var devices stringList
+	var keyType string
+	fs.StringVar(&o.dir, "dir", "", "bundle directory to create (must not exist, or be empty)")
+	fs.StringVar(&o.core, "core", "", "the core's thing name")
+	fs.Var(&devices, "device", "a device's thing name (repeat for more devices)")
+	fs.StringVar(&o.keyStore, "key-store", "file", "where the core's keys live: file, tpm2 or pkcs11")
+	fs.StringVar(&keyType, "key-type", string(keys.ECP256), "core and device key type: rsa2048, rsa3072, ecp256 or ecp384")
+	fs.IntVar(&o.port, "mqtt-port", config.DefaultGGMqttPort, "local MQTT port (ggMqttPort)")
+	fs.StringVar(&o.bind, "bind", "127.0.0.1", "address the local MQTT server binds (ggcore.localMqttBind); 0.0.0.0 serves the LAN")
+	fs.StringVar(&o.region, "region", "us-east-1", "region written into ARNs")
+	fs.StringVar(&o.account, "account", "000000000000", "12-digit account ID written into ARNs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("%w: init: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	o.devices = devices
+	var problems []error
+	if o.dir == "" {
+		problems = append(problems, errors.New("--dir is required"))
+	}
+	if !thingName.MatchString(o.core) {
+		problems = append(problems, fmt.Errorf("--core %q: want a thing name of 1-128 characters [a-zA-Z0-9:_-]", o.core))
+	}
+	if len(o.devices) == 0 {
+		problems = append(problems, errors.New("at least one --device is required"))
+	}
+	seen := map[string]bool{o.core: true}
+	for _, d := range o.devices {
+		switch {
+		case !thingName.MatchString(d):
+			problems = append(problems, fmt.Errorf("--device %q: want a thing name of 1-128 characters [a-zA-Z0-9:_-]", d))
+		case d == o.core:
+			problems = append(problems, fmt.Errorf("--device %q: the core's name", d))
+		case seen[d]:
+			problems = append(problems, fmt.Errorf("--device %q: given twice", d))
+		}
+		seen[d] = true
+	}
+	t, err := keys.ParseType(keyType)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("--key-type: %v", err))
+	}
+	o.keyType = t
+	switch o.keyStore {
+	case "file":
+	case "tpm2", "pkcs11":
+		problems = append(problems, fmt.Errorf("--key-store %s: not available yet (arrives with the key-storage work); use --key-store file", o.keyStore))
+	default:
+		problems = append(problems, fmt.Errorf("--key-store %q: want file, tpm2 or pkcs11", o.keyStore))
+	}
+	if o.port < 1 || o.port > 65535 {
+		problems = append(problems, fmt.Errorf("--mqtt-port %d: want 1-65535", o.port))
+	}
+	if net.ParseIP(o.bind) == nil {
+		problems = append(problems, fmt.Errorf("--bind %q: want an IP address", o.bind))
+	}
+	if !regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`).MatchString(o.region) {
+		problems = append(problems, fmt.Errorf("--region %q: want a region name such as us-east-1", o.region))
+	}
+	if !regexp.MustCompile(`^[0-9]{12}$`).MatchString(o.account) {
+		problems = append(problems, fmt.Errorf("--account %q: want 12 digits", o.account))
+	}
+	if len(problems) > 0 {
+		return o, fmt.Errorf("%w: init: %w", errUsage, errors.Join(problems...))
+	}
+	return o, nil
+}
+
+func runInit(args []string, stdout, stderr io.Writer) error {
+	o, err := parseInit(args, stderr)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return fmt.Errorf("init: --dir: %w", err)
+	}
+	if err := checkEmpty(dir); err != nil {
+		return err
+	}
+	// Build the bundle beside its final place and rename it there, so a
+	// failure half-way leaves nothing behind.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	b := &bundle{final: dir, tmp: tmp, opts: o, progress: stderr}
+	if err := b.build(); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("init: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("init: move bundle into place: %w", err)
+	}
+	b.summary(stdout)
+	return nil
+}
+
+// checkEmpty refuses a --dir that exists with anything in it.
+func checkEmpty(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("init: --dir: %w", err)
+	case len(entries) > 0:
+		return fmt.Errorf("init: %s exists and is not empty; choose a new --dir", dir)
+	}
+	return nil
+}
+
+// bundle writes one provisioning bundle into tmp, naming every path by
+// where it will be once renamed to final.
+type bundle struct {
+	final, tmp string
+	opts       initOptions
+	progress   io.Writer
+
+	arnPrefix string
+	deviceIDs map[string]string
+}
+
+func (b *bundle) step(format string, args ...any) {
+	fmt.Fprintf(b.progress, "ggprov: "+format+"\n", args...)
+}
+
+func (b *bundle) build() error {
+	o := b.opts
+	b.arnPrefix = fmt.Sprintf("arn:aws:iot:%s:%s:", o.region, o.account)
+	b.deviceIDs = map[string]string{}
+	for _, d := range []string{"certs", "devices", "write", "write/dcm", "write/deployment/group"} {
+		if err := os.MkdirAll(filepath.Join(b.tmp, d), 0o700); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(b.tmp, "devices"), 0o755); err != nil {
+		return err
+	}
+
+	b.step("creating the identity CA and the group CA (RSA-2048)")
+	rootCA, err := pki.NewCA(o.core+" identity CA", caValidity)
+	if err != nil {
+		return err
+	}
+	groupCA, err := pki.NewCA(o.core+" group CA", caValidity)
+	if err != nil {
+		return err
+	}
+	if err := b.writeCA("certs/root.ca", rootCA); err != nil {
+		return err
+	}
+	if err := b.writeCA("certs/group-ca", groupCA); err != nil {
+		return err
+	}
+
+	b.step("creating the core's identity %q (%s)", o.core, o.keyType)
+	coreID, coreKey, err := b.identity(rootCA, "certs/core", o.core)
+	if err != nil {
+		return err
+	}
+	secretsKeyPath := ""
+	if _, isRSA := coreKey.Public().(*rsa.PublicKey); !isRSA {
+		b.step("creating the SecretsManager key (RSA-2048; the core key is %s)", keys.Describe(coreKey.Public()))
+		k, err := keys.Generate(keys.RSA2048)
+		if err != nil {
+			return err
+		}
+		if err := b.writeKey("certs/secrets.key.pem", k); err != nil {
+			return err
+		}
+		secretsKeyPath = b.path("certs/secrets.key.pem")
+	}
+
+	devices := make([]config.Thing, 0, len(o.devices))
+	for i, name := range o.devices {
+		if len(o.devices) <= 20 || i%100 == 0 || i == len(o.devices)-1 {
+			// Large fleets get a line every hundred devices.
+			b.step("creating device %q (%d of %d)", name, i+1, len(o.devices))
+		}
+		id, _, err := b.identity(rootCA, "devices/"+name, name)
+		if err != nil {
+			return err
+		}
+		b.deviceIDs[name] = id
+		devices = append(devices, b.thing(name, id))
+	}
+
+	b.step("creating the MQTT server certificate (RSA-2048, signed by the group CA, valid 7 days)")
+	if err := b.serverCertificate(groupCA); err != nil {
+		return err
+	}
+
+	cfg := config.Config{
+		CoreThing: config.CoreThing{
+			ThingArn: b.arnPrefix + "thing/" + o.core,
+			IotHost:  "127.0.0.1", IotMqttPort: 8884,
+			GGHost: "127.0.0.1", GGHttpPort: config.DefaultGGHttpPort,
+			GGMqttPort: o.port, KeepAlive: config.DefaultKeepAlive,
+		},
+		Crypto: config.Crypto{
+			CAPath: b.path("certs/root.ca.pem"),
+			Principals: config.Principals{
+				IoTCertificate: config.IoTCertificate{
+					PrivateKey:      fileURI(b.path("certs/core.key.pem")),
+					CertificatePath: b.path("certs/core.cert.pem"),
+				},
+				MQTTServerCertificate: config.Principal{PrivateKey: fileURI(b.path("write/dcm/mqtt-server.key.pem"))},
+			},
+		},
+		WriteDirectory: b.path("write"),
+		GGCore:         config.GGCore{TLSProfile: "strict", LocalMQTTBind: o.bind, TPM: config.TPM{Device: config.DefaultTPMDevice}},
+	}
+	if secretsKeyPath != "" {
+		cfg.Crypto.Principals.SecretsManager.PrivateKey = fileURI(secretsKeyPath)
+	} else {
+		cfg.Crypto.Principals.SecretsManager.PrivateKey = cfg.Crypto.Principals.IoTCertificate.PrivateKey
+	}
+	group := config.Group{
+		GroupId:                         newGroupID(),
+		GroupVersionId:                  "1",
+		CertificateExpiryInMilliseconds: config.DefaultCertificateExpiryMs,
+		Cores:                           []config.Thing{b.thing(o.core, coreID)},
+		Devices:                         devices,
+		Subscriptions:                   []config.Subscription{},
+		Functions:                       []json.RawMessage{},
+		Resources:                       []json.RawMessage{},
+	}
+	b.step("writing config.json and group.json")
+	if err := writeJSON(filepath.Join(b.tmp, "config.json"), cfg, config.ParseConfig, 0o644); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(b.tmp, "write/deployment/group/group.json"), group, config.ParseGroup, 0o644)
+}
+
+// path is the final absolute path of a bundle file.
+func (b *bundle) path(rel string) string { return filepath.Join(b.final, rel) }
+
+func (b *bundle) thing(name, certID string) config.Thing {
+	return config.Thing{
+		Id:             name,
+		ThingArn:       b.arnPrefix + "thing/" + name,
+		CertificateArn: b.arnPrefix + "cert/" + certID,
+	}
+}
+
+func (b *bundle) writeCA(prefix string, ca *pki.CA) error {
+	if err := b.writeKey(prefix+".key", ca.Key); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(b.tmp, prefix+".pem"), pki.EncodeCertificate(ca.Cert), 0o644)
+}
+
+// identity creates a key and a client certificate for a thing, writes
+// PREFIX.key.pem and PREFIX.cert.pem, and returns the certificate ID.
+func (b *bundle) identity(ca *pki.CA, prefix, name string) (string, crypto.Signer, error) {
+	key, err := keys.Generate(b.opts.keyType)
+	if err != nil {
+		return "", nil, err
+	}
+	cert, err := ca.Issue(key.Public(), pki.Leaf{
+		CommonName: name, Usage: pki.ClientAuth, NotAfter: time.Now().Add(identityValidity),
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := b.writeKey(prefix+".key.pem", key); err != nil {
+		return "", nil, err
+	}
+	if err := writeFile(filepath.Join(b.tmp, prefix+".cert.pem"), pki.EncodeCertificate(cert), 0o644); err != nil {
+		return "", nil, err
+	}
+	return pki.CertificateID(cert.Raw), key, nil
+}
+
+// serverCertificate issues the first MQTT server certificate; the DCM
+// takes over its renewal once it exists.
+func (b *bundle) serverCertificate(groupCA *pki.CA) error {
+	key, err := keys.Generate(keys.RSA2048)
+	if err != nil {
+		return err
+	}
+	dns := []string{"localhost"}
+	if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
+		dns = append(dns, h)
+	}
+	cert, err := groupCA.Issue(key.Public(), pki.Leaf{
+		CommonName: b.opts.core, DNSNames: dns,
+		IPs:      []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		Usage:    pki.ServerAuth,
+		NotAfter: time.Now().Add(time.Duration(config.DefaultCertificateExpiryMs) * time.Millisecond),
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.writeKey("write/dcm/mqtt-server.key.pem", key); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(b.tmp, "write/dcm/mqtt-server.cert.pem"), pki.EncodeCertificate(cert), 0o644)
+}
+
+func (b *bundle) writeKey(rel string, key crypto.Signer) error {
+	data, err := keys.MarshalPEM(key)
+	if err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(b.tmp, rel), data, 0o600)
+}
+
+func (b *bundle) summary(w io.Writer) {
+	fmt.Fprintf(w, "bundle:  %s\n", b.final)
+	fmt.Fprintf(w, "config:  %s\n", b.path("config.json"))
+	fmt.Fprintf(w, "group:   %s\n", b.path("write/deployment/group/group.json"))
+	fmt.Fprintf(w, "core:    %s (%s)\n", b.opts.core, b.path("certs/core.cert.pem"))
+	for _, d := range b.opts.devices {
+		fmt.Fprintf(w, "device:  %s certificate %s\n", d, b.deviceIDs[d])
+	}
+	fmt.Fprintf(w, "run:     ggcore --config %s\n", b.path("config.json"))
+}
+
+// writeJSON marshals v, checks that parse accepts it, and writes it.
+func writeJSON[T any](path string, v any, parse func([]byte) (T, error), mode os.FileMode) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	if _, err := parse(data); err != nil {
+		return fmt.Errorf("generated %s is invalid (a ggprov bug): %w", filepath.Base(path), err)
+	}
+	return writeFile(path, append(data, '\n'), mode)
+}
+
+// writeFile writes data durably: a new file, synced before close.
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func fileURI(path string) string { return "file://" + path }
+
+// newGroupID returns a random UUID (version 4), the form v1 group IDs took.
+func newGroupID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
