@@ -28,8 +28,20 @@ import (
 // this build cannot reach yet.
 var ErrBackendUnavailable = errors.New("key store not available yet")
 
-// ErrUnsupportedKey is wrapped by every refusal of a key's type or size.
+// ErrUnsupportedKey matches (errors.Is) every refusal of a key's type or
+// size.
 var ErrUnsupportedKey = errors.New("unsupported key")
+
+// unsupportedError is a refusal of a key; its text is only the reason, so
+// that messages read "RSA-1024 key: RSA keys must be at least 2048 bits".
+type unsupportedError struct{ reason string }
+
+func (e *unsupportedError) Error() string        { return e.reason }
+func (e *unsupportedError) Is(target error) bool { return target == ErrUnsupportedKey }
+
+func unsupported(format string, args ...any) error {
+	return &unsupportedError{reason: fmt.Sprintf(format, args...)}
+}
 
 // Open returns a signer for the key named by ref. For RSA keys the signer
 // also implements crypto.Decrypter.
@@ -73,7 +85,7 @@ func ParsePEM(data []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("more than one PEM block (%q, then %q): want one private key", block.Type, extra.Type)
 	}
 	if block.Headers["Proc-Type"] != "" || strings.Contains(block.Type, "ENCRYPTED") {
-		return nil, fmt.Errorf("%w: encrypted PEM (%s): ggcore cannot prompt for a passphrase; store the key unencrypted with mode 0600, or in a TPM or token", ErrUnsupportedKey, block.Type)
+		return nil, unsupported("encrypted PEM (%s): ggcore cannot prompt for a passphrase; store the key unencrypted with mode 0600, or in a TPM or token", block.Type)
 	}
 	var key any
 	var err error
@@ -87,19 +99,19 @@ func ParsePEM(data []byte) (crypto.Signer, error) {
 	case "TSS2 PRIVATE KEY":
 		return nil, fmt.Errorf("TPM-wrapped key: %w (arrives with the key-storage work)", ErrBackendUnavailable)
 	case "DSA PRIVATE KEY":
-		return nil, fmt.Errorf("%w: DSA key: want RSA >= 2048 or EC P-256/P-384", ErrUnsupportedKey)
+		return nil, unsupported("DSA key: want RSA >= 2048 or EC P-256/P-384")
 	default:
 		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
 	}
 	if err != nil {
 		if strings.Contains(err.Error(), "unknown elliptic curve") {
-			return nil, fmt.Errorf("%w: EC key on a curve other than P-256/P-384 (%v)", ErrUnsupportedKey, err)
+			return nil, unsupported("EC key on a curve other than P-256/P-384 (%v)", err)
 		}
 		return nil, fmt.Errorf("%s: %w", block.Type, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%w: %T cannot sign", ErrUnsupportedKey, key)
+		return nil, unsupported("%T cannot sign", key)
 	}
 	if err := Check(signer.Public()); err != nil {
 		return nil, err
@@ -114,16 +126,16 @@ func Check(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		if n := k.N.BitLen(); n < 2048 {
-			return fmt.Errorf("%w: RSA-%d key: RSA keys must be at least 2048 bits", ErrUnsupportedKey, n)
+			return unsupported("RSA-%d key: RSA keys must be at least 2048 bits", n)
 		}
 	case *ecdsa.PublicKey:
 		if c := k.Curve; c != elliptic.P256() && c != elliptic.P384() {
-			return fmt.Errorf("%w: EC key on %s: want P-256 or P-384", ErrUnsupportedKey, c.Params().Name)
+			return unsupported("EC key on %s: want P-256 or P-384", c.Params().Name)
 		}
 	case ed25519.PublicKey:
-		return fmt.Errorf("%w: Ed25519 key: want RSA >= 2048 or EC P-256/P-384 (v1 devices cannot verify Ed25519)", ErrUnsupportedKey)
+		return unsupported("Ed25519 key: want RSA >= 2048 or EC P-256/P-384, the key types of Greengrass v1")
 	default:
-		return fmt.Errorf("%w: %T: want RSA >= 2048 or EC P-256/P-384", ErrUnsupportedKey, pub)
+		return unsupported("%T: want RSA >= 2048 or EC P-256/P-384", pub)
 	}
 	return nil
 }
@@ -149,7 +161,7 @@ func CheckPrincipal(principal string, pub crypto.PublicKey) error {
 		return fmt.Errorf("%s: %w", principal, err)
 	}
 	if _, isRSA := pub.(*rsa.PublicKey); principal == "SecretsManager" && !isRSA {
-		return fmt.Errorf("%w: %s key given, SecretsManager requires RSA >= 2048", ErrUnsupportedKey, Describe(pub))
+		return unsupported("%s key given, SecretsManager requires RSA >= 2048", Describe(pub))
 	}
 	return nil
 }
