@@ -74,12 +74,21 @@ func openFile(path string) (crypto.Signer, error) {
 }
 
 // ParsePEM parses one PEM private key: PKCS#1 "RSA PRIVATE KEY", PKCS#8
-// "PRIVATE KEY" or SEC1 "EC PRIVATE KEY". It refuses encrypted keys, more
-// than one block, and key types ggcore does not accept (see Check).
+// "PRIVATE KEY" or SEC1 "EC PRIVATE KEY" (optionally after the "EC
+// PARAMETERS" block openssl ecparam writes). It refuses encrypted keys,
+// more than one key, and key types ggcore does not accept (see Check),
+// naming what it found.
 func ParsePEM(data []byte) (crypto.Signer, error) {
 	block, rest := pem.Decode(data)
 	if block == nil {
 		return nil, errors.New("no PEM block: want a PEM private key")
+	}
+	if block.Type == "EC PARAMETERS" {
+		// openssl ecparam -genkey writes the curve before the key; the key
+		// names its curve again, so the parameters block is redundant.
+		if next, more := pem.Decode(rest); next != nil && next.Type == "EC PRIVATE KEY" {
+			block, rest = next, more
+		}
 	}
 	if extra, _ := pem.Decode(rest); extra != nil {
 		return nil, fmt.Errorf("more than one PEM block (%q, then %q): want one private key", block.Type, extra.Type)
@@ -104,19 +113,31 @@ func ParsePEM(data []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
 	}
 	if err != nil {
-		if strings.Contains(err.Error(), "unknown elliptic curve") {
-			return nil, unsupported("EC key on a curve other than P-256/P-384 (%v)", err)
+		if found := foundKey(block.Type, block.Bytes); found != "" {
+			return nil, refuse(found)
 		}
 		return nil, fmt.Errorf("%s: %w", block.Type, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, unsupported("%T cannot sign", key)
+		if found := foundKey(block.Type, block.Bytes); found != "" {
+			return nil, refuse(found)
+		}
+		return nil, unsupported("%T cannot sign: want RSA >= 2048 or EC P-256/P-384", key)
 	}
 	if err := Check(signer.Public()); err != nil {
 		return nil, err
 	}
 	return signer, nil
+}
+
+// refuse is the refusal of a key found to be of a kind ggcore does not
+// accept; found is foundKey's description.
+func refuse(found string) error {
+	if strings.HasPrefix(found, "EC key ") {
+		return unsupported("%s: want P-256 or P-384", found)
+	}
+	return unsupported("%s: want RSA >= 2048 or EC P-256/P-384", found)
 }
 
 // Check refuses public keys of a type or size ggcore does not accept:

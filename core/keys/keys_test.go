@@ -178,6 +178,11 @@ func FuzzParsePEM(f *testing.F) {
 	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"))
 	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n"))
 	f.Add([]byte{})
+	sec1, _ := x509.MarshalECPrivateKey(p256)
+	f.Add(append([]byte("-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})...))
+	// PKCS#8 Ed448 (an algorithm the standard library does not load).
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nMEcCAQAwBQYDK2VxBDsEOQ==\n-----END PRIVATE KEY-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		key, err := ParsePEM(data)
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/ggcore/ggcore/core/keys"
 )
 
 // CertificateID is the AWS certificate ID of a certificate: the lowercase
@@ -76,6 +78,9 @@ const (
 	ClientAuth Usage = iota
 	// ServerAuth is an MQTT server certificate.
 	ServerAuth
+	// ClientAndServerAuth is both, for a core that serves devices and
+	// connects upstream with one certificate.
+	ClientAndServerAuth
 )
 
 // Leaf describes a certificate to issue.
@@ -124,6 +129,8 @@ func (ca *CA) Issue(pub crypto.PublicKey, l Leaf) (*x509.Certificate, error) {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	case ServerAuth:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	case ClientAndServerAuth:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}
 	default:
 		return nil, fmt.Errorf("pki: issue %q: unknown usage %d", l.CommonName, l.Usage)
 	}
@@ -134,11 +141,15 @@ func (ca *CA) Issue(pub crypto.PublicKey, l Leaf) (*x509.Certificate, error) {
 	return x509.ParseCertificate(der)
 }
 
-// SignCSR checks a certificate request's signature and issues a
-// certificate for its public key, with the request's names.
+// SignCSR checks a certificate request's signature and key type (the key
+// types of keys.Check) and issues a certificate for its public key, with
+// the request's names.
 func (ca *CA) SignCSR(csr *x509.CertificateRequest, usage Usage, notAfter time.Time) (*x509.Certificate, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("pki: csr %q: bad signature: %w", csr.Subject.CommonName, err)
+	}
+	if err := keys.Check(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("pki: csr %q: %w", csr.Subject.CommonName, err)
 	}
 	return ca.Issue(csr.PublicKey, Leaf{
 		CommonName: csr.Subject.CommonName, DNSNames: csr.DNSNames, IPs: csr.IPAddresses,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,10 +64,10 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
 		}
-		return o, fmt.Errorf("%w: %v", errUsage, err)
+		return o, usagef("init: %v", err)
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("%w: init: unexpected argument %q", errUsage, fs.Arg(0))
+		return o, usagef("init: unexpected argument %q", fs.Arg(0))
 	}
 	o.devices = devices
 	var problems []error
@@ -97,9 +98,7 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	}
 	o.keyType = t
 	switch o.keyStore {
-	case "file":
-	case "tpm2", "pkcs11":
-		problems = append(problems, fmt.Errorf("--key-store %s: not available yet (arrives with the key-storage work); use --key-store file", o.keyStore))
+	case "file", "tpm2", "pkcs11":
 	default:
 		problems = append(problems, fmt.Errorf("--key-store %q: want file, tpm2 or pkcs11", o.keyStore))
 	}
@@ -116,7 +115,11 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 		problems = append(problems, fmt.Errorf("--account %q: want 12 digits", o.account))
 	}
 	if len(problems) > 0 {
-		return o, fmt.Errorf("%w: init: %w", errUsage, errors.Join(problems...))
+		return o, usagef("init: %w", errors.Join(problems...))
+	}
+	if o.keyStore != "file" {
+		// A valid choice this build cannot serve yet: exit 1, not a usage error.
+		return o, fmt.Errorf("--key-store %s: not available yet (arrives with the key-storage work); use --key-store file", o.keyStore)
 	}
 	return o, nil
 }
@@ -166,7 +169,7 @@ func checkEmpty(dir string) error {
 	case err != nil:
 		return fmt.Errorf("init: --dir: %w", err)
 	case len(entries) > 0:
-		return fmt.Errorf("init: %s exists and is not empty; choose a new --dir", dir)
+		return fmt.Errorf("%s exists and is not empty; choose a new --dir", dir)
 	}
 	return nil
 }
@@ -277,11 +280,13 @@ func (b *bundle) build() error {
 	} else {
 		cfg.Crypto.Principals.SecretsManager.PrivateKey = cfg.Crypto.Principals.IoTCertificate.PrivateKey
 	}
+	coreThing := b.thing(o.core, coreID)
+	coreThing.SyncShadow = true // as v1 created cores
 	group := config.Group{
 		GroupId:                         newGroupID(),
 		GroupVersionId:                  "1",
 		CertificateExpiryInMilliseconds: config.DefaultCertificateExpiryMs,
-		Cores:                           []config.Thing{b.thing(o.core, coreID)},
+		Cores:                           []config.Thing{coreThing},
 		Devices:                         devices,
 		Subscriptions:                   []config.Subscription{},
 		Functions:                       []json.RawMessage{},
@@ -408,7 +413,9 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-func fileURI(path string) string { return "file://" + path }
+// fileURI is the file:// URI of an absolute path, percent-escaped so that
+// a directory named with '%', '#', '?' or a space still names itself.
+func fileURI(path string) string { return (&url.URL{Scheme: "file", Path: path}).String() }
 
 // newGroupID returns a random UUID (version 4), the form v1 group IDs took.
 func newGroupID() string {

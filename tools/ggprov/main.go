@@ -15,10 +15,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
-// errUsage marks a command-line mistake: exit status 2.
-var errUsage = errors.New("usage")
+// usageError is a command-line mistake (exit status 2). Its text is the
+// mistake alone, so messages read "ggprov: init: --dir is required".
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a usageError; format and args are as for fmt.Errorf.
+func usagef(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -53,17 +63,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ggprov: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
+	var usageErr *usageError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "ggprov: %v\n", err)
+	case errors.As(err, &usageErr):
+		printError(stderr, err)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "ggprov: %v\n", err)
+		printError(stderr, err)
 		return 1
+	}
+}
+
+// printError writes err with every line prefixed "ggprov: ", so that each
+// problem of an errors.Join reads on its own.
+func printError(w io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "ggprov: %s\n", line)
 	}
 }
 

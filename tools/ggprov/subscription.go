@@ -25,10 +25,10 @@ func runSubscriptionAdd(args []string, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("subscription add: %v", err)
 	}
 	if *dir == "" || *source == "" || *subject == "" || *target == "" {
-		return fmt.Errorf("%w: subscription add: --dir, --source, --subject and --target are required", errUsage)
+		return usagef("subscription add: --dir, --source, --subject and --target are required")
 	}
 	path := filepath.Join(*dir, "write", "deployment", "group", "group.json")
 	g, err := config.LoadGroup(path)
