@@ -40,8 +40,17 @@ func (h *routingHook) ID() string { return "ggcore-routing" }
 func (h *routingHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSelectSubscribers, mqtt.OnWill,
-		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
+		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnPacketEncode,
 	}, []byte{b})
+}
+
+// OnPacketEncode tells MQTT 5 clients in CONNACK that shared subscriptions
+// are not available (mochi omits the property, which would mean they are).
+func (h *routingHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code {
+		pk.Properties.SharedSubAvailable, pk.Properties.SharedSubAvailableFlag = 0, true
+	}
+	return pk
 }
 
 // OnACLCheck answers mochi's two questions: may this client publish on a

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// binaries are the programs TestMain builds once for every test.
+type binaries struct {
+	ggprov string
+	ggcore string
+}
+
+// bin is set by TestMain before any test runs and only read afterwards.
+var bin binaries
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "ggcore-e2e-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: temp dir: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bin = binaries{ggprov: filepath.Join(dir, "ggprov"), ggcore: filepath.Join(dir, "ggcore")}
+	for _, b := range []struct{ out, pkg string }{
+		{bin.ggprov, "github.com/ggcore/ggcore/tools/ggprov"},
+		{bin.ggcore, "github.com/ggcore/ggcore/core/cmd/ggcore"},
+	} {
+		if err := goBuild(b.out, b.pkg); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func goBuild(out, pkg string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build -o %s %s: %v\n%s", out, pkg, err, b)
+	}
+	return nil
+}
+
+// requireTool returns the path of an external program a test drives. A
+// missing tool skips the test, except under CI=true, where every real part
+// must be present and the test fails with how to install it.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	pkg := map[string]string{
+		"mosquitto_pub": "mosquitto-clients",
+		"mosquitto_sub": "mosquitto-clients",
+		"openssl":       "openssl",
+		"stdbuf":        "coreutils",
+	}[name]
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found in PATH (CI=true, so this test may not skip): install it with `apt-get install %s`", name, pkg)
+	}
+	t.Skipf("%s not found in PATH; install it with `apt-get install %s` to run this test", name, pkg)
+	return ""
+}
