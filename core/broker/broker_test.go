@@ -2,18 +2,10 @@ package broker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -21,6 +13,8 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/router"
 	"github.com/ggcore/ggcore/core/tlsconf"
 )
@@ -39,41 +33,28 @@ type testFleet struct {
 
 func newTestFleet(t *testing.T, names ...string) *testFleet {
 	t.Helper()
-	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	ca, err := pki.NewCA("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
 	f := &testFleet{t: t, pool: x509.NewCertPool(), certs: map[string]tls.Certificate{}}
-	f.pool.AddCert(ca)
-	issue := func(cn string, usage x509.ExtKeyUsage) tls.Certificate {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-			DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	f.pool.AddCert(ca.Cert)
+	issue := func(cn string, usage pki.Usage) tls.Certificate {
+		key, err := keys.Generate(keys.ECP256)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+		cert, err := ca.Issue(key.Public(), pki.Leaf{CommonName: cn, DNSNames: []string{"localhost"}, Usage: usage, NotAfter: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key}
 	}
-	f.server = issue("core", x509.ExtKeyUsageServerAuth)
+	f.server = issue("core", pki.ServerAuth)
 	for _, n := range names {
-		c := issue(n, x509.ExtKeyUsageClientAuth)
+		c := issue(n, pki.ClientAuth)
 		f.certs[n] = c
-		sum := sha256.Sum256(c.Certificate[0])
-		f.devices = append(f.devices, Thing{Name: n, ARN: arnPrefix + n, CertificateID: hex.EncodeToString(sum[:])})
+		f.devices = append(f.devices, Thing{Name: n, ARN: arnPrefix + n, CertificateID: pki.CertificateID(c.Certificate[0])})
 	}
 	return f
 }

@@ -2,13 +2,13 @@ package broker
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ggcore/ggcore/core/pki"
 )
 
 // identityHook admits a connection only when its client certificate (already
@@ -83,6 +83,5 @@ func certificateID(cl *mqtt.Client) string {
 	if len(certs) == 0 {
 		return ""
 	}
-	sum := sha256.Sum256(certs[0].Raw)
-	return hex.EncodeToString(sum[:])
+	return pki.CertificateID(certs[0].Raw)
 }

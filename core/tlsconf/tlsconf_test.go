@@ -1,17 +1,14 @@
 package tlsconf
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
 )
 
 // fixture is a CA, a server certificate and a client certificate.
@@ -23,47 +20,31 @@ type fixture struct {
 
 func newFixture(t *testing.T, serverKeyRSA bool) fixture {
 	t.Helper()
-	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	ca, err := pki.NewCA("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	leaf := func(cn string, usage x509.ExtKeyUsage, rsaKey bool) tls.Certificate {
-		var key any
-		var pub any
-		if rsaKey {
-			k, _ := rsa.GenerateKey(rand.Reader, 2048)
-			key, pub = k, &k.PublicKey
-		} else {
-			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			key, pub = k, &k.PublicKey
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-			DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+	pool.AddCert(ca.Cert)
+	leaf := func(cn string, usage pki.Usage, keyType keys.Type) tls.Certificate {
+		key, err := keys.Generate(keyType)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+		cert, err := ca.Issue(key.Public(), pki.Leaf{CommonName: cn, DNSNames: []string{"localhost"}, Usage: usage, NotAfter: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key}
+	}
+	serverKey := keys.ECP256
+	if serverKeyRSA {
+		serverKey = keys.RSA2048
 	}
 	return fixture{
 		pool:   pool,
-		server: leaf("server", x509.ExtKeyUsageServerAuth, serverKeyRSA),
-		client: leaf("dev1", x509.ExtKeyUsageClientAuth, false),
+		server: leaf("server", pki.ServerAuth, serverKey),
+		client: leaf("dev1", pki.ClientAuth, keys.ECP256),
 	}
 }
 
