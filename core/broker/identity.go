@@ -24,7 +24,7 @@ type identityHook struct {
 func (h *identityHook) ID() string { return "ggcore-identity" }
 
 func (h *identityHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect}, []byte{b})
 }
 
 // OnConnect refuses the connection with CONNACK "not authorized" (0x87;
@@ -62,6 +62,17 @@ func (h *identityHook) check(cl *mqtt.Client) string {
 		return fmt.Sprintf("client ID %q is not the thing name %q of its certificate", cl.ID, t.Name)
 	}
 	return ""
+}
+
+// OnSessionEstablished checks again once the client is registered: a group
+// swapped between OnConnect and registration (SetGroup walks only
+// registered clients) must not leave a removed device connected.
+func (h *identityHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if reason := h.check(cl); reason != "" {
+		h.b.refused.Add(1)
+		h.b.log.Warn("connection closed: group changed while connecting", "client", cl.ID, "reason", reason)
+		_ = h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
 }
 
 // OnConnectAuthenticate admits what OnConnect let through: authentication
