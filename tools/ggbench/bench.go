@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// bench runs every measurement and returns the report.
+func bench(ctx context.Context, o *options, say func(string, ...any)) (rep report, err error) {
+	raiseFileLimit(say)
+	work, err := os.MkdirTemp("", "ggbench-")
+	if err != nil {
+		return rep, err
+	}
+	if o.keep {
+		say("work directory: %s (kept)", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	if err := buildTools(ctx, o, work, say); err != nil {
+		return rep, err
+	}
+
+	pubs, subs := names("pub", o.pubs), names("sub", o.subs)
+	port, err := freePort()
+	if err != nil {
+		return rep, err
+	}
+	say("provisioning %d publishers and %d subscribers", o.pubs, o.subs)
+	f, err := provision(ctx, o.ggprov, filepath.Join(work, "fleet"), port, "ecp256", append(pubs, subs...))
+	if err != nil {
+		return rep, err
+	}
+	if err := f.routeMesh(pubs, subs); err != nil {
+		return rep, err
+	}
+	tlsFor, err := f.clientTLS()
+	if err != nil {
+		return rep, err
+	}
+
+	rep.Notes = append(rep.Notes,
+		"command: ggbench "+strings.Join(os.Args[1:], " "),
+		fmt.Sprintf("%s, %s/%s, %d CPUs, %s, load average at start %s", time.Now().UTC().Format(time.RFC3339),
+			runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), loadAverage()),
+		fmt.Sprintf("baseline: %s, max_queued_messages %d, set_tcp_nodelay true, other settings default", mosquittoVersion(ctx, o.mosquitto), mosquittoQueue),
+		fmt.Sprintf("load: %d publishers, %d subscribers, %d messages of %d bytes per publisher and run; QoS 1 window %d per publisher",
+			o.pubs, o.subs, o.messages, o.size, o.window),
+		"fanin: all publishers to sub0; fanout: pub0 to all subscribers; mesh: all to all. msgs/s = deliveries / (last delivery - first send); latency is send to delivery",
+		"QoS 0 publishers send back to back with no flow control, so QoS 0 latency is mostly queueing in the broker; a broker that bounds its queues drops instead (lost)",
+	)
+
+	results, notes, err := benchLoad(ctx, o, f, tlsFor, pubs, subs, work, say)
+	rep.Results = results
+	rep.Notes = append(rep.Notes, notes...)
+	if err != nil {
+		return rep, err
+	}
+
+	rep.Notes = append(rep.Notes, "load average after the load runs "+loadAverage()+
+		" (ggbench shares the machine with the brokers; other work running at the same time skews the figures)")
+	if o.devices > 0 {
+		rows, err := benchMemory(ctx, o, work, say)
+		rep.Memory = rows
+		if err != nil {
+			return rep, err
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("memory: a fleet of %d devices (EC P-256 keys), connected %d handshakes at a time with mutual TLS, no subscriptions; read %s after the last connection",
+			o.devices, o.concurrency, settle))
+	}
+	return rep, nil
+}
+
+// startBroker starts the named broker for fleet f; tag names its files
+// in the work directory.
+func startBroker(ctx context.Context, o *options, name string, f *fleet, work, tag string) (*process, error) {
+	if name == "ggcore" {
+		return startGGCore(ctx, o.ggcore, f, work, tag)
+	}
+	return startMosquitto(ctx, o.mosquitto, f, work, tag)
+}
+
+// brokerRun is one broker under load and what it measured.
+type brokerRun struct {
+	name    string
+	p       *process
+	d       dialer
+	results []result
+}
+
+// benchLoad starts every broker, then runs each scenario and QoS against
+// each broker in turn, so that both see the same background load of the
+// machine, and stops them. Results come back broker by broker.
+func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*tls.Config, error),
+	pubs, subs []string, work string, say func(string, ...any)) (results []result, notes []string, err error) {
+	runs := make([]*brokerRun, 0, len(o.brokers))
+	defer func() {
+		for _, r := range runs {
+			if stopErr := r.p.stop(); stopErr != nil && err == nil && ctx.Err() == nil {
+				err = stopErr
+			}
+		}
+	}()
+	for _, name := range o.brokers {
+		say("starting %s", name)
+		p, err := startBroker(ctx, o, name, f, work, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		runs = append(runs, &brokerRun{name: name, p: p, d: dialer{addr: p.addr, tlsFor: tlsFor}})
+	}
+
+	for _, scName := range o.scenarios {
+		sc, err := makeScenario(scName, pubs, subs)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, q := range o.qos {
+			qos, _ := strconv.Atoi(q)
+			for _, r := range runs {
+				spec := loadSpec{Broker: r.name, Scenario: sc, QoS: byte(qos), Messages: o.messages, Size: o.size,
+					Window: o.window, Timeout: o.timeout, Drain: o.drain}
+				say("%s %s QoS %d: %d → %d, %d messages per publisher", r.name, sc.Name, qos,
+					len(sc.Publishers), len(sc.Subscribers), o.messages)
+				res, err := runLoad(ctx, r.d, spec, say)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s %s QoS %d: %w", r.name, sc.Name, qos, err)
+				}
+				if r.p.exited() {
+					return nil, nil, r.p.exitError()
+				}
+				say("%s %s QoS %d: %.0f msgs/s, p50 %s, p99 %s, lost %s", r.name, sc.Name, qos, res.Rate(),
+					formatLatency(res.Latency.P50), formatLatency(res.Latency.P99), formatLost(res.Lost(), res.Expected))
+				if qos == 1 && res.Lost() > 0 {
+					say("%s %s QoS 1: %d deliveries lost although the broker acknowledged every PUBLISH", r.name, sc.Name, res.Lost())
+				}
+				r.results = append(r.results, res)
+			}
+		}
+	}
+
+	for _, r := range runs {
+		if err := r.p.stop(); err != nil {
+			return nil, nil, err
+		}
+		results = append(results, r.results...)
+		notes = append(notes, r.note())
+	}
+	return results, notes, nil
+}
+
+// note describes a broker's runs: the TLS it negotiated, the QoS 1
+// window it allowed and, for ggcore, its own counters at stop.
+func (r *brokerRun) note() string {
+	var tlsName string
+	window := -1
+	for _, res := range r.results {
+		tlsName = res.TLS
+		if res.QoS == 1 {
+			window = res.Window
+		}
+	}
+	note := fmt.Sprintf("%s: %s", r.name, tlsName)
+	if window >= 0 {
+		note += fmt.Sprintf("; QoS 1 window used: %d", window)
+	}
+	if stats, ok := r.p.lastLineWith(`msg="broker stats"`); ok {
+		note += "; counters at stop: " + brokerStats(stats)
+	}
+	return note
+}
+
+// benchMemory provisions a fleet of o.devices devices and measures each
+// broker's memory idle and with all of them connected.
+func benchMemory(ctx context.Context, o *options, work string, say func(string, ...any)) ([]memoryRow, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	devices := names("dev", o.devices)
+	say("provisioning %d devices for the memory figures", o.devices)
+	start := time.Now()
+	f, err := provision(ctx, o.ggprov, filepath.Join(work, "fleet-memory"), port, "ecp256", devices)
+	if err != nil {
+		return nil, err
+	}
+	say("provisioned %d devices in %s", o.devices, time.Since(start).Round(time.Millisecond))
+	tlsFor, err := f.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	var rows []memoryRow
+	for _, b := range o.brokers {
+		say("starting %s with the %d-device fleet", b, o.devices)
+		p, err := startBroker(ctx, o, b, f, work, b+"-memory")
+		if err != nil {
+			return rows, err
+		}
+		r, err := measureMemory(ctx, p, b, dialer{addr: p.addr, tlsFor: tlsFor}, devices, o.concurrency, say)
+		rows = append(rows, r...)
+		if stopErr := p.stop(); err == nil && ctx.Err() == nil {
+			err = stopErr
+		}
+		if err != nil {
+			return rows, fmt.Errorf("%s memory: %w", b, err)
+		}
+	}
+	return rows, nil
+}
+
+// names returns prefix0..prefix(n-1).
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = prefix + strconv.Itoa(i)
+	}
+	return out
+}
