@@ -88,15 +88,19 @@ func (h *routingHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error)
 	return will, nil
 }
 
-// OnSelectSubscribers is the per-message routing decision.
+// OnSelectSubscribers is the per-message routing decision. It runs on
+// the publisher's goroutine before mochi queues anything, which also makes
+// it the place to apply back-pressure (see pacer).
 func (h *routingHook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
 	snap := h.b.snap.Load()
 	src := snap.byName[pk.Origin]
-	for id := range subs.Subscriptions {
+	for id, sub := range subs.Subscriptions {
 		dst := snap.byName[id]
 		if src == nil || dst == nil || !snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) {
 			delete(subs.Subscriptions, id)
+			continue
 		}
+		h.b.pacer.beforeDelivery(id, min(pk.FixedHeader.Qos, sub.Qos))
 	}
 	// Only the broker's sentinel holds shared subscriptions; select none.
 	clear(subs.Shared)
