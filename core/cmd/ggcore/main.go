@@ -16,12 +16,20 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
 
 // statsInterval is how often changed broker counters are logged.
 const statsInterval = time.Minute
+
+// gcPercent is the garbage collector's target unless GOGC is set. mochi
+// allocates per message; letting the heap grow to three times the live
+// data instead of two buys about a tenth more throughput under load for
+// about 10 MiB more with a thousand devices (make bench). GOMEMLIMIT, as
+// the Go runtime reads it, caps the total where memory is tight.
+const gcPercent = 200
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -55,6 +63,9 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
