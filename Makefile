@@ -32,17 +32,17 @@ run: deps build
 
 ## bench: router micro-benchmarks, then ggcore against mosquitto under the same load
 bench: deps build
-	$(GO) test -run NONE -bench . -benchmem ./core/router ./core/topic
+	$(GO) test -run NONE -bench . -benchmem ./core/router
 	$(BIN)/ggbench --ggprov $(BIN)/ggprov --ggcore $(BIN)/ggcore
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
+## fuzz: run every fuzz target (func FuzzXxx in *_test.go) for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	@for spec in core/topic:FuzzMatch core/topic:FuzzIntersect core/config:FuzzParseConfig \
-	             core/config:FuzzParseGroup core/config:FuzzParseKeyRef; do \
-	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
-	  echo "== $$fn ($$pkg)"; \
-	  $(GO) test ./$$pkg -run NONE -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) || exit 1; \
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for fn in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$fn ($$pkg)"; \
+	    $(GO) test $$pkg -run NONE -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) || exit 1; \
+	  done; \
 	done
 
 vet:

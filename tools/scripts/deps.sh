@@ -31,7 +31,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's mosquitto package may start a system broker; the tests start
-# their own on free loopback ports, so it does not matter, but say so.
+# Go modules come through the module proxy (GOPROXY), once.
 go mod download
 echo "deps: ok" >&2
