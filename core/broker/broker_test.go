@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,7 +115,13 @@ func (f *testFleet) connect(name, clientID string) (*client, *paho.Connack, erro
 		// tls.Conn would interleave their bytes.
 		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-			func(r paho.PublishReceived) (bool, error) { c.got <- r.Packet; return true, nil },
+			func(r paho.PublishReceived) (bool, error) {
+				select {
+				case c.got <- r.Packet:
+				default: // a test that floods reads its own counter, not got
+				}
+				return true, nil
+			},
 		},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -264,4 +273,56 @@ func TestSetGroupDisconnectsRemovedDevices(t *testing.T) {
 		t.Fatalf("removed device reconnected: ack %+v err %v", ack, err)
 	}
 	f.mustConnect("dev1") // still in the group
+}
+
+// TestSlowSubscriberLosesNothing floods a subscriber that reads slowly
+// from two publishers, QoS 1 ones with many messages in flight: the broker
+// must slow the publishers down rather than drop messages.
+func TestSlowSubscriberLosesNothing(t *testing.T) {
+	for _, qos := range []byte{0, 1} {
+		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) {
+			f := newTestFleet(t, "pub1", "pub2", "sub")
+			f.start(f.group(sub("s1", "pub1", "flood/#", "sub"), sub("s2", "pub2", "flood/#", "sub")))
+			const perPublisher = 10000
+			var got atomic.Int64
+			subscriber := f.mustConnect("sub")
+			subscriber.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) {
+				if got.Add(1)%50 == 0 {
+					time.Sleep(time.Millisecond) // a slow device
+				}
+				return true, nil
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := subscriber.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "flood/#", QoS: qos}}}); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for _, name := range []string{"pub1", "pub2"} {
+				publisher := f.mustConnect(name)
+				inflight := make(chan struct{}, 200) // QoS 1: up to 200 unacknowledged each
+				for i := 0; i < perPublisher; i++ {
+					inflight <- struct{}{}
+					wg.Add(1)
+					go func() {
+						defer func() { <-inflight; wg.Done() }()
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						if _, err := publisher.Publish(ctx, &paho.Publish{Topic: "flood/" + name, QoS: qos, Payload: make([]byte, 256)}); err != nil {
+							t.Errorf("%s: publish: %v", name, err)
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			// Wait for the tail; give up once nothing has arrived for 3 s.
+			for last := int64(-1); got.Load() < 2*perPublisher && got.Load() != last; {
+				last = got.Load()
+				time.Sleep(3 * time.Second)
+			}
+			if n, s := got.Load(), f.broker.Stats(); n != 2*perPublisher || s.Dropped != 0 || s.InflightDropped != 0 {
+				t.Fatalf("received %d of %d; broker stats %+v", n, 2*perPublisher, s)
+			}
+		})
+	}
 }
