@@ -12,21 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
-// needOpenSSL returns the openssl binary; a test needing it skips when it
-// is missing, except under CI=true, where it fails.
-func needOpenSSL(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl not found in PATH (CI=true, so this test may not skip): apt-get install openssl")
-		}
-		t.Skip("openssl not installed")
-	}
-	return path
-}
+// needOpenSSL returns the openssl binary (see testtool.Require).
+func needOpenSSL(t *testing.T) string { return testtool.Require(t, "openssl") }
 
 // opensslKey runs openssl with args (OUT is replaced by a fresh file in dir)
 // and returns that file's path.

@@ -14,21 +14,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
-// needOpenSSL returns the openssl binary; a test needing it skips when it
-// is missing, except under CI=true, where it fails.
-func needOpenSSL(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl not found in PATH (CI=true, so this test may not skip): apt-get install openssl")
-		}
-		t.Skip("openssl not installed")
-	}
-	return path
-}
+// needOpenSSL returns the openssl binary (see testtool.Require).
+func needOpenSSL(t *testing.T) string { return testtool.Require(t, "openssl") }
 
 func TestNewCAIsAProperRoot(t *testing.T) {
 	const validity = 20 * 365 * 24 * time.Hour

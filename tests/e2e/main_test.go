@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
 // binaries are the programs TestMain builds once for every test.
@@ -53,24 +55,5 @@ func goBuild(out, pkg string) error {
 	return nil
 }
 
-// requireTool returns the path of an external program a test drives. A
-// missing tool skips the test, except under CI=true, where every real part
-// must be present and the test fails with how to install it.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	pkg := map[string]string{
-		"mosquitto_pub": "mosquitto-clients",
-		"mosquitto_sub": "mosquitto-clients",
-		"openssl":       "openssl",
-		"stdbuf":        "coreutils",
-	}[name]
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found in PATH (CI=true, so this test may not skip): install it with `apt-get install %s`", name, pkg)
-	}
-	t.Skipf("%s not found in PATH; install it with `apt-get install %s` to run this test", name, pkg)
-	return ""
-}
+// requireTool returns the path of a real peer program (see testtool.Require).
+func requireTool(t *testing.T, name string) string { return testtool.Require(t, name) }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
 // The bundle's files as plain JSON, read with encoding/json only, so these
@@ -401,13 +403,7 @@ func TestInitBundleServesMutualTLS(t *testing.T) {
 // TestInitBundleReadByOpenSSL: mosquitto and openssl-based clients must
 // load every key and verify every chain of the bundle.
 func TestInitBundleReadByOpenSSL(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl not found in PATH (CI=true, so this test may not skip): apt-get install openssl")
-		}
-		t.Skip("openssl not installed")
-	}
+	openssl := testtool.Require(t, "openssl")
 	dir := mustInit(t)
 	run := func(args ...string) {
 		t.Helper()

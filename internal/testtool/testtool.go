@@ -1,0 +1,45 @@
+// Package testtool finds the real programs that tests drive (openssl,
+// mosquitto, later swtpm, SoftHSM2 and QEMU). A test that needs one skips
+// when it is missing on a developer's machine, and fails under CI=true,
+// where a missing peer is a broken install step, not a reason to skip.
+package testtool
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// debianPackage names the package that provides each program.
+var debianPackage = map[string]string{
+	"mosquitto":     "mosquitto",
+	"mosquitto_pub": "mosquitto-clients",
+	"mosquitto_sub": "mosquitto-clients",
+	"openssl":       "openssl",
+	"stdbuf":        "coreutils",
+}
+
+// Require returns the path of program name, found in PATH or /usr/sbin.
+func Require(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if p := "/usr/sbin/" + name; isExecutable(p) {
+		return p
+	}
+	pkg := debianPackage[name]
+	if pkg == "" {
+		pkg = name
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found (CI=true, so this test may not skip): install it with `apt-get install %s` (make deps does)", name, pkg)
+	}
+	t.Skipf("%s not found; install it with `apt-get install %s` to run this test", name, pkg)
+	return ""
+}
+
+func isExecutable(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && !info.IsDir() && info.Mode()&0o111 != 0
+}
