@@ -115,6 +115,21 @@ func TestInitWritesAWorkingBundle(t *testing.T) {
 	}
 }
 
+func TestInitServerNames(t *testing.T) {
+	dir := mustInit(t, "--server-name", "gw1.example.net", "--server-name", "192.168.7.2")
+	group := x509.NewCertPool()
+	group.AddCert(readCert(t, filepath.Join(dir, "certs/group-ca.pem")))
+	server := readCert(t, filepath.Join(dir, "write/dcm/mqtt-server.cert.pem"))
+	for _, name := range []string{"gw1.example.net", "192.168.7.2", "localhost"} {
+		if _, err := server.Verify(x509.VerifyOptions{Roots: group, DNSName: name}); err != nil {
+			t.Errorf("server certificate for %s: %v", name, err)
+		}
+	}
+	if code, _, stderr := ggprov("init", "--dir", filepath.Join(t.TempDir(), "b"), "--core", "c", "--device", "d", "--server-name", "bad name"); code != 2 || !strings.Contains(stderr, `--server-name "bad name"`) {
+		t.Errorf("bad --server-name: exit %d: %s", code, stderr)
+	}
+}
+
 func TestInitKeyTypes(t *testing.T) {
 	tests := []struct {
 		keyType string

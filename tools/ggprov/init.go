@@ -30,6 +30,9 @@ const (
 	identityValidity = 10 * 365 * 24 * time.Hour
 )
 
+// dnsName is a host name: dot-separated labels of letters, digits and '-'.
+var dnsName = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+
 // thingName is v1's pattern for thing names.
 var thingName = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
 
@@ -41,6 +44,7 @@ type initOptions struct {
 	keyType  keys.Type
 	port     int
 	bind     string
+	names    []string // extra MQTT server certificate names (DNS or IP)
 	region   string
 	account  string
 }
@@ -58,6 +62,8 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	fs.StringVar(&keyType, "key-type", string(keys.ECP256), "core and device key type: rsa2048, rsa3072, ecp256 or ecp384")
 	fs.IntVar(&o.port, "mqtt-port", config.DefaultGGMqttPort, "local MQTT port (ggMqttPort)")
 	fs.StringVar(&o.bind, "bind", "127.0.0.1", "address the local MQTT server binds (ggcore.localMqttBind); 0.0.0.0 serves the LAN")
+	var names stringList
+	fs.Var(&names, "server-name", "a DNS name or IP address devices use to reach the core, added to the MQTT server certificate (repeat for more)")
 	fs.StringVar(&o.region, "region", "us-east-1", "region written into ARNs")
 	fs.StringVar(&o.account, "account", "000000000000", "12-digit account ID written into ARNs")
 	if err := fs.Parse(args); err != nil {
@@ -70,6 +76,7 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 		return o, usagef("init: unexpected argument %q", fs.Arg(0))
 	}
 	o.devices = devices
+	o.names = names
 	var problems []error
 	if o.dir == "" {
 		problems = append(problems, errors.New("--dir is required"))
@@ -104,6 +111,11 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	}
 	if o.port < 1 || o.port > 65535 {
 		problems = append(problems, fmt.Errorf("--mqtt-port %d: want 1-65535", o.port))
+	}
+	for _, n := range o.names {
+		if net.ParseIP(n) == nil && !dnsName.MatchString(n) {
+			problems = append(problems, fmt.Errorf("--server-name %q: want a DNS name or an IP address", n))
+		}
 	}
 	if net.ParseIP(o.bind) == nil {
 		problems = append(problems, fmt.Errorf("--bind %q: want an IP address", o.bind))
@@ -350,9 +362,17 @@ func (b *bundle) serverCertificate(groupCA *pki.CA) error {
 	if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
 		dns = append(dns, h)
 	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	for _, n := range b.opts.names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
 	cert, err := groupCA.Issue(key.Public(), pki.Leaf{
 		CommonName: b.opts.core, DNSNames: dns,
-		IPs:      []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IPs:      ips,
 		Usage:    pki.ServerAuth,
 		NotAfter: time.Now().Add(time.Duration(config.DefaultCertificateExpiryMs) * time.Millisecond),
 	})
