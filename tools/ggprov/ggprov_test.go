@@ -130,6 +130,32 @@ func TestInitServerNames(t *testing.T) {
 	}
 }
 
+func TestServerCertRenews(t *testing.T) {
+	dir := mustInit(t)
+	path := filepath.Join(dir, "write/dcm/mqtt-server.cert.pem")
+	before := readCert(t, path)
+	if code, out, stderr := ggprov("server-cert", "--dir", dir, "--server-name", "gw1.lan"); code != 0 || !strings.Contains(out, "valid until") {
+		t.Fatalf("exit %d: %s%s", code, out, stderr)
+	}
+	after := readCert(t, path)
+	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+		t.Fatal("certificate not re-issued")
+	}
+	if !after.PublicKey.(*rsa.PublicKey).Equal(before.PublicKey) {
+		t.Error("renewal changed the key")
+	}
+	group := x509.NewCertPool()
+	group.AddCert(readCert(t, filepath.Join(dir, "certs/group-ca.pem")))
+	for _, name := range []string{"localhost", "127.0.0.1", "gw1.lan"} {
+		if _, err := after.Verify(x509.VerifyOptions{Roots: group, DNSName: name}); err != nil {
+			t.Errorf("renewed certificate for %s: %v", name, err)
+		}
+	}
+	if code, _, _ := ggprov("server-cert", "--dir", filepath.Join(dir, "nope")); code != 1 {
+		t.Errorf("missing bundle: exit %d, want 1", code)
+	}
+}
+
 func TestInitKeyTypes(t *testing.T) {
 	tests := []struct {
 		keyType string

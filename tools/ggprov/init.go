@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
@@ -32,6 +34,8 @@ const (
 
 // dnsName is a host name: dot-separated labels of letters, digits and '-'.
 var dnsName = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+
+func validServerName(n string) bool { return net.ParseIP(n) != nil || dnsName.MatchString(n) }
 
 // thingName is v1's pattern for thing names.
 var thingName = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
@@ -113,7 +117,7 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 		problems = append(problems, fmt.Errorf("--mqtt-port %d: want 1-65535", o.port))
 	}
 	for _, n := range o.names {
-		if net.ParseIP(n) == nil && !dnsName.MatchString(n) {
+		if !validServerName(n) {
 			problems = append(problems, fmt.Errorf("--server-name %q: want a DNS name or an IP address", n))
 		}
 	}
@@ -352,7 +356,7 @@ func (b *bundle) identity(ca *pki.CA, prefix, name string) (string, crypto.Signe
 }
 
 // serverCertificate issues the first MQTT server certificate; the DCM
-// takes over its renewal once it exists.
+// takes over its renewal once it exists (until then: ggprov server-cert).
 func (b *bundle) serverCertificate(groupCA *pki.CA) error {
 	key, err := keys.Generate(keys.RSA2048)
 	if err != nil {
@@ -363,19 +367,8 @@ func (b *bundle) serverCertificate(groupCA *pki.CA) error {
 		dns = append(dns, h)
 	}
 	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	for _, n := range b.opts.names {
-		if ip := net.ParseIP(n); ip != nil {
-			ips = append(ips, ip)
-		} else {
-			dns = append(dns, n)
-		}
-	}
-	cert, err := groupCA.Issue(key.Public(), pki.Leaf{
-		CommonName: b.opts.core, DNSNames: dns,
-		IPs:      ips,
-		Usage:    pki.ServerAuth,
-		NotAfter: time.Now().Add(time.Duration(config.DefaultCertificateExpiryMs) * time.Millisecond),
-	})
+	cert, err := issueServerCertificate(groupCA, key.Public(), b.opts.core, addNames(dns, ips, b.opts.names),
+		time.Duration(config.DefaultCertificateExpiryMs)*time.Millisecond)
 	if err != nil {
 		return err
 	}
@@ -383,6 +376,37 @@ func (b *bundle) serverCertificate(groupCA *pki.CA) error {
 		return err
 	}
 	return writeFile(filepath.Join(b.tmp, "write/dcm/mqtt-server.cert.pem"), pki.EncodeCertificate(cert), 0o644)
+}
+
+// serverNames are the names an MQTT server certificate is valid for.
+type serverNames struct {
+	dns []string
+	ips []net.IP
+}
+
+// addNames adds --server-name values (DNS names or IP addresses) to the
+// given names, skipping any already there.
+func addNames(dns []string, ips []net.IP, extra []string) serverNames {
+	n := serverNames{dns: dns, ips: ips}
+	for _, name := range extra {
+		if ip := net.ParseIP(name); ip != nil {
+			if !slices.ContainsFunc(n.ips, ip.Equal) {
+				n.ips = append(n.ips, ip)
+			}
+		} else if !slices.Contains(n.dns, name) {
+			n.dns = append(n.dns, name)
+		}
+	}
+	return n
+}
+
+// issueServerCertificate signs an MQTT server certificate for pub with the
+// group CA (SHA256-RSA, as v1), valid from now for validity.
+func issueServerCertificate(groupCA *pki.CA, pub crypto.PublicKey, core string, names serverNames, validity time.Duration) (*x509.Certificate, error) {
+	return groupCA.Issue(pub, pki.Leaf{
+		CommonName: core, DNSNames: names.dns, IPs: names.ips,
+		Usage: pki.ServerAuth, NotAfter: time.Now().Add(validity),
+	})
 }
 
 func (b *bundle) writeKey(rel string, key crypto.Signer) error {

@@ -2,11 +2,13 @@
 //
 //	ggprov init --dir DIR --core NAME --device NAME [--device NAME ...]
 //	ggprov subscription add --dir DIR --source NAME|cloud --subject FILTER --target NAME|cloud
+//	ggprov server-cert --dir DIR [--server-name NAME ...]
 //
 // init writes DESIGN.md's provisioning bundle: the identity CA and group CA,
 // the core's and every device's key and certificate, the MQTT server
 // certificate, config.json and group.json. subscription add edits the
-// bundle's group.json.
+// bundle's group.json. server-cert re-issues the MQTT server certificate
+// (valid 7 days by default) until the device certificate manager does.
 package main
 
 import (
@@ -37,6 +39,7 @@ func main() {
 const usage = `usage:
   ggprov init --dir DIR --core NAME --device NAME [--device NAME ...] [options]
   ggprov subscription add --dir DIR --source S --subject FILTER --target T
+  ggprov server-cert --dir DIR [--server-name NAME ...]
 
 Run 'ggprov init -h' or 'ggprov subscription add -h' for the options.
 `
@@ -56,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = runSubscriptionAdd(args[2:], stdout, stderr)
+	case "server-cert":
+		err = runServerCert(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -16,6 +16,12 @@ if [ ! -f "$demo/config.json" ]; then
 fi
 
 demo=$(cd "$demo" && pwd)
+# The demo's MQTT server certificate lives 7 days, as v1's did; renew it
+# when it has less than a day left.
+if ! openssl x509 -checkend 86400 -noout -in "$demo/write/dcm/mqtt-server.cert.pem" >/dev/null; then
+  echo "== renewing the demo's MQTT server certificate" >&2
+  "$bin/ggprov" server-cert --dir "$demo"
+fi
 port=$(sed -n 's/.*"ggMqttPort": *\([0-9]*\).*/\1/p' "$demo/config.json" | head -n1)
 tls=(--cafile "$demo/certs/group-ca.pem" -h 127.0.0.1 -p "$port" -V mqttv311)
 cat <<TXT

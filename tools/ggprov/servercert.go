@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
+)
+
+// runServerCert re-issues a bundle's MQTT server certificate from its
+// group CA, for the same key and names (plus any --server-name), valid for
+// the group's CertificateExpiryInMilliseconds. It stands in for the device
+// certificate manager until that exists; send ggcore SIGTERM and start it
+// again to serve the new certificate.
+func runServerCert(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ggprov server-cert", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "bundle directory written by ggprov init")
+	var names stringList
+	fs.Var(&names, "server-name", "a DNS name or IP address to add to the certificate (repeat for more)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("server-cert: %v", err)
+	}
+	if *dir == "" {
+		return usagef("server-cert: --dir is required")
+	}
+	cfg, err := config.LoadConfig(filepath.Join(*dir, "config.json"))
+	if err != nil {
+		return err
+	}
+	g, err := config.LoadGroup(cfg.GroupPath())
+	if err != nil {
+		return err
+	}
+	ref := cfg.Crypto.Principals.MQTTServerCertificate.PrivateKey
+	if ref == "" {
+		return errors.New("server-cert: crypto.principals.MQTTServerCertificate.privateKeyPath is not set")
+	}
+	key, err := keys.Open(ref)
+	if err != nil {
+		return fmt.Errorf("server-cert: %w", err)
+	}
+	groupCA, err := loadCA(filepath.Join(*dir, "certs", "group-ca"))
+	if err != nil {
+		return fmt.Errorf("server-cert: %w", err)
+	}
+	old, err := pki.ReadCertificates(cfg.ServerCertPath())
+	if err != nil {
+		return fmt.Errorf("server-cert: %w", err)
+	}
+	for _, n := range names {
+		if !validServerName(n) {
+			return usagef("server-cert: --server-name %q: want a DNS name or an IP address", n)
+		}
+	}
+	cert, err := issueServerCertificate(groupCA, key.Public(), cfg.CoreThing.ThingName,
+		addNames(old[0].DNSNames, old[0].IPAddresses, names), g.CertificateExpiry())
+	if err != nil {
+		return fmt.Errorf("server-cert: %w", err)
+	}
+	if err := replaceFile(cfg.ServerCertPath(), pki.EncodeCertificate(cert)); err != nil {
+		return fmt.Errorf("server-cert: %w", err)
+	}
+	fmt.Fprintf(stdout, "MQTT server certificate %s valid until %s; restart ggcore to serve it\n",
+		cfg.ServerCertPath(), cert.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// loadCA reads PREFIX.pem and PREFIX.key.
+func loadCA(prefix string) (*pki.CA, error) {
+	certs, err := pki.ReadCertificates(prefix + ".pem")
+	if err != nil {
+		return nil, err
+	}
+	key, err := keys.Open("file://" + prefix + ".key")
+	if err != nil {
+		return nil, err
+	}
+	return &pki.CA{Cert: certs[0], Key: key}, nil
+}
