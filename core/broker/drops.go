@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"sync"
 	"time"
 
@@ -37,7 +36,11 @@ type dropRecord struct {
 func (h *dropsHook) ID() string { return "ggcore-drops" }
 
 func (h *dropsHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPublishDropped, mqtt.OnDisconnect}, []byte{b})
+	switch b {
+	case mqtt.OnPublishDropped, mqtt.OnDisconnect:
+		return true
+	}
+	return false
 }
 
 func (h *dropsHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +38,11 @@ type pacer struct {
 func (p *pacer) ID() string { return "ggcore-pacing" }
 
 func (p *pacer) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPacketSent, mqtt.OnPublishDropped, mqtt.OnDisconnect}, []byte{b})
+	switch b {
+	case mqtt.OnPacketSent, mqtt.OnPublishDropped, mqtt.OnDisconnect:
+		return true
+	}
+	return false
 }
 
 // limits returns how many QoS 0 publishes may be queued for one client

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"sync"
 	"sync/atomic"
 
@@ -38,10 +37,12 @@ type routingHook struct {
 func (h *routingHook) ID() string { return "ggcore-routing" }
 
 func (h *routingHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSelectSubscribers, mqtt.OnWill,
-		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnPacketEncode,
-	}, []byte{b})
+	switch b {
+	case mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSelectSubscribers, mqtt.OnWill,
+		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnPacketEncode:
+		return true
+	}
+	return false
 }
 
 // OnPacketEncode tells MQTT 5 clients in CONNACK that shared subscriptions
