@@ -93,22 +93,20 @@ func (g *Group) CertificateExpiry() time.Duration {
 
 // ThingByName finds the core or device with the thing name.
 func (g *Group) ThingByName(name string) (Thing, bool) {
-	for _, list := range [][]Thing{g.Cores, g.Devices} {
-		for _, t := range list {
-			if t.Name() == name && name != "" {
-				return t, true
-			}
-		}
-	}
-	return Thing{}, false
+	return g.findThing(func(t Thing) bool { return name != "" && t.Name() == name })
 }
 
 // ThingByCertificateID finds the core or device registered with the
 // certificate ID (64 lowercase hex digits).
 func (g *Group) ThingByCertificateID(id string) (Thing, bool) {
+	return g.findThing(func(t Thing) bool { return id != "" && t.CertificateID() == id })
+}
+
+// findThing returns the first core, then device, that match accepts.
+func (g *Group) findThing(match func(Thing) bool) (Thing, bool) {
 	for _, list := range [][]Thing{g.Cores, g.Devices} {
 		for _, t := range list {
-			if t.CertificateID() == id && id != "" {
+			if match(t) {
 				return t, true
 			}
 		}

@@ -52,15 +52,16 @@ func start(configPath string, log *slog.Logger) (*core, error) {
 	if profile == tlsconf.Compat {
 		log.Warn("tlsProfile compat: serving TLS 1.0/1.1, CBC and RSA key exchange for legacy devices; use strict unless a device needs it")
 	}
-	if err := checkPrincipals(cfg); err != nil {
+	signers, err := openPrincipals(cfg)
+	if err != nil {
 		return nil, err
 	}
-	warnSecretsFallback(cfg, log)
+	warnSecretsFallback(cfg, signers, log)
 	clientCAs, err := loadCAPool(cfg.Crypto.CAPath)
 	if err != nil {
 		return nil, fmt.Errorf("crypto.caPath: %w", err)
 	}
-	serverCert, err := loadServerCertificate(cfg, log)
+	serverCert, err := loadServerCertificate(cfg, signers[mqttServer], log)
 	if err != nil {
 		return nil, err
 	}
@@ -166,52 +167,59 @@ func isFunctionARN(s string) bool {
 	return strings.HasPrefix(s, "arn:") && strings.Contains(s, ":lambda:")
 }
 
-// checkPrincipals opens every configured key so that a missing, weak or
-// wrong-type key stops the core at start with the principal's JSON path.
-func checkPrincipals(cfg *config.Config) error {
+// Principal names, as config.json's crypto.principals spells them.
+const (
+	iotClient  = "IoTCertificate"
+	mqttServer = "MQTTServerCertificate"
+	secrets    = "SecretsManager"
+)
+
+// openPrincipals opens every configured key once, so that a missing, weak
+// or wrong-type key stops the core at start with the principal's JSON
+// path. It returns the signers by principal name.
+func openPrincipals(cfg *config.Config) (map[string]crypto.Signer, error) {
 	p := cfg.Crypto.Principals
+	signers := make(map[string]crypto.Signer, 3)
 	var errs []error
 	for _, k := range []struct{ name, ref string }{
-		{"IoTCertificate", p.IoTCertificate.PrivateKey},
-		{"MQTTServerCertificate", p.MQTTServerCertificate.PrivateKey},
-		{"SecretsManager", p.SecretsManager.PrivateKey},
+		{iotClient, p.IoTCertificate.PrivateKey},
+		{mqttServer, p.MQTTServerCertificate.PrivateKey},
+		{secrets, p.SecretsManager.PrivateKey},
 	} {
 		if k.ref == "" {
 			continue
 		}
-		path := "crypto.principals." + k.name + ".privateKeyPath"
 		signer, err := keys.Open(k.ref)
 		if err == nil {
 			err = keys.CheckPrincipal(k.name, signer.Public())
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+			errs = append(errs, fmt.Errorf("crypto.principals.%s.privateKeyPath: %w", k.name, err))
+			continue
 		}
+		signers[k.name] = signer
 	}
-	if _, err := readCertificates(p.IoTCertificate.CertificatePath); err != nil {
+	if _, err := pki.ReadCertificates(p.IoTCertificate.CertificatePath); err != nil {
 		errs = append(errs, fmt.Errorf("crypto.principals.IoTCertificate.certificatePath: %w", err))
 	}
-	return errors.Join(errs...)
+	return signers, errors.Join(errs...)
 }
 
 // warnSecretsFallback says when SecretsManager is unset and, as in v1,
 // falls back to the IoT key, but that key cannot wrap secrets (not RSA).
-func warnSecretsFallback(cfg *config.Config, log *slog.Logger) {
-	if cfg.Crypto.Principals.SecretsManager.PrivateKey != "" {
+func warnSecretsFallback(cfg *config.Config, signers map[string]crypto.Signer, log *slog.Logger) {
+	iot, ok := signers[iotClient]
+	if cfg.Crypto.Principals.SecretsManager.PrivateKey != "" || !ok {
 		return
 	}
-	signer, err := keys.Open(cfg.SecretsKey())
-	if err == nil {
-		err = keys.CheckPrincipal("SecretsManager", signer.Public())
-	}
-	if err != nil {
+	if err := keys.CheckPrincipal(secrets, iot.Public()); err != nil {
 		log.Warn("crypto.principals.SecretsManager is not set and the IoTCertificate key cannot stand in for it; set an RSA key before deploying secrets",
 			"reason", err)
 	}
 }
 
 func loadCAPool(path string) (*x509.CertPool, error) {
-	certs, err := readCertificates(path)
+	certs, err := pki.ReadCertificates(path)
 	if err != nil {
 		return nil, err
 	}
@@ -225,31 +233,16 @@ func loadCAPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func readCertificates(path string) ([]*x509.Certificate, error) {
-	certs, err := pki.ReadCertificates(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no certificate", path)
-	}
-	return certs, nil
-}
-
 // loadServerCertificate pairs the served MQTT server certificate with the
-// MQTTServerCertificate key and checks they belong together.
-func loadServerCertificate(cfg *config.Config, log *slog.Logger) (*tls.Certificate, error) {
+// MQTTServerCertificate key (opened by openPrincipals) and checks they
+// belong together.
+func loadServerCertificate(cfg *config.Config, signer crypto.Signer, log *slog.Logger) (*tls.Certificate, error) {
 	const keyPath = "crypto.principals.MQTTServerCertificate.privateKeyPath"
-	ref := cfg.Crypto.Principals.MQTTServerCertificate.PrivateKey
-	if ref == "" {
+	if signer == nil {
 		return nil, fmt.Errorf("%s: not set; ggcore needs the MQTT server key until the device certificate manager can create one", keyPath)
 	}
-	signer, err := keys.Open(ref)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyPath, err)
-	}
 	certPath := cfg.ServerCertPath()
-	chain, err := readCertificates(certPath)
+	chain, err := pki.ReadCertificates(certPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("MQTT server certificate %s is missing (ggprov init writes it): %w", certPath, err)
