@@ -2,9 +2,10 @@
 // reference (DESIGN.md "Key references") and checks they are of a kind
 // the principal accepts.
 //
-// Today keys live in PEM files (file://). TPM 2.0 (tpm2:, handle:, TSS2
-// PEM files) and PKCS#11 (pkcs11:) references are recognised and refused
-// with ErrBackendUnavailable until those backends exist.
+// A Store opens every kind of reference: PEM files (file://), TPM 2.0
+// keys (TSS2 PEM files, tpm2:handle=, handle:) through package tpm, and
+// PKCS#11 token keys (pkcs11:) through package hsm. Open is the short
+// way for plain PEM files.
 package keys
 
 import (
@@ -24,9 +25,9 @@ import (
 	"github.com/ggcore/ggcore/core/config"
 )
 
-// ErrBackendUnavailable is returned for a key reference whose key store
-// this build cannot reach yet.
-var ErrBackendUnavailable = errors.New("key store not available yet")
+// ErrHardwareKey is returned by Open and ParsePEM for a TPM or token key,
+// which only a Store can open.
+var ErrHardwareKey = errors.New("a TPM or PKCS#11 key needs a key store")
 
 // ErrUnsupportedKey matches (errors.Is) every refusal of a key's type or
 // size.
@@ -43,22 +44,18 @@ func unsupported(format string, args ...any) error {
 	return &unsupportedError{reason: fmt.Sprintf(format, args...)}
 }
 
-// Open returns a signer for the key named by ref. For RSA keys the signer
-// also implements crypto.Decrypter.
+// Open returns a signer for the plain PEM key file named by ref
+// (file:///path). For RSA keys the signer also implements
+// crypto.Decrypter. TPM and token keys need a Store.
 func Open(ref string) (crypto.Signer, error) {
 	r, err := config.ParseKeyRef(ref)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	switch r.Scheme {
-	case config.SchemeFile:
-		return openFile(r.Path)
-	case config.SchemeTPM2:
-		return nil, fmt.Errorf("keys: %s: TPM keys: %w (arrives with the key-storage work; use a file:// key)", ref, ErrBackendUnavailable)
-	case config.SchemePKCS11:
-		return nil, fmt.Errorf("keys: %s: PKCS#11 keys: %w (arrives with the key-storage work; use a file:// key)", r, ErrBackendUnavailable)
+	if r.Scheme != config.SchemeFile {
+		return nil, fmt.Errorf("keys: %s: %w", r, ErrHardwareKey)
 	}
-	return nil, fmt.Errorf("keys: %s: unknown key scheme %q", ref, r.Scheme)
+	return openFile(r.Path)
 }
 
 func openFile(path string) (crypto.Signer, error) {
@@ -106,7 +103,7 @@ func ParsePEM(data []byte) (crypto.Signer, error) {
 	case "PRIVATE KEY":
 		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	case "TSS2 PRIVATE KEY":
-		return nil, fmt.Errorf("TPM-wrapped key: %w (arrives with the key-storage work)", ErrBackendUnavailable)
+		return nil, fmt.Errorf("TPM-wrapped key (TSS2 PRIVATE KEY): %w", ErrHardwareKey)
 	case "DSA PRIVATE KEY":
 		return nil, unsupported("DSA key: want RSA >= 2048 or EC P-256/P-384")
 	default:

@@ -65,7 +65,7 @@ func TestParsePEM(t *testing.T) {
 		{"encrypted PEM", encrypted, "encrypted PEM", ErrUnsupportedKey},
 		{"PKCS#8 encrypted", pemOf(t, "ENCRYPTED PRIVATE KEY", []byte{1, 2}), "encrypted PEM", ErrUnsupportedKey},
 		{"DSA", pemOf(t, "DSA PRIVATE KEY", []byte{1}), "DSA key", ErrUnsupportedKey},
-		{"TSS2", pemOf(t, "TSS2 PRIVATE KEY", []byte{1}), "TPM-wrapped", ErrBackendUnavailable},
+		{"TSS2", pemOf(t, "TSS2 PRIVATE KEY", []byte{1}), "TPM-wrapped", ErrHardwareKey},
 		{"certificate, not a key", pemOf(t, "CERTIFICATE", []byte{1}), "not a private key", nil},
 		{"two keys", append(pkcs8(t, p256), pkcs8(t, p256)...), "more than one PEM block", nil},
 		{"not PEM", []byte("hello"), "no PEM block", nil},
@@ -111,9 +111,9 @@ func TestOpen(t *testing.T) {
 	}{
 		{"file://" + filepath.Join(dir, "missing.pem"), "no such file", nil},
 		{path, "bare path", nil},
-		{"tpm2:handle=0x81000002", "TPM keys", ErrBackendUnavailable},
-		{"handle:0x81000002", "TPM keys", ErrBackendUnavailable},
-		{"pkcs11:object=core;type=private;token=gg?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234", "PKCS#11", ErrBackendUnavailable},
+		{"tpm2:handle=0x81000002", "key store", ErrHardwareKey},
+		{"handle:0x81000002", "key store", ErrHardwareKey},
+		{"pkcs11:object=core;type=private;token=gg?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234", "key store", ErrHardwareKey},
 	}
 	for _, tt := range tests {
 		_, err := Open(tt.ref)

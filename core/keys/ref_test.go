@@ -55,30 +55,25 @@ func TestOpenFileURIForms(t *testing.T) {
 	}
 }
 
-// TestBackendsNotYetAvailable: every TPM and PKCS#11 spelling is
-// recognised, answers ErrBackendUnavailable, and tells the user what to do.
-func TestBackendsNotYetAvailable(t *testing.T) {
+// TestOpenNeedsStoreForHardware: the plain-file Open recognises every TPM
+// and PKCS#11 spelling and says a key store is needed.
+func TestOpenNeedsStoreForHardware(t *testing.T) {
 	for _, ref := range []string{
 		"tpm2:handle=0x81000002",
 		"handle:0x81000002",
 		"pkcs11:object=core;type=private",
 		"pkcs11:object=core;type=private;token=gg",
 	} {
-		_, err := Open(ref)
-		if !errors.Is(err, ErrBackendUnavailable) {
-			t.Errorf("Open(%q) = %v, want ErrBackendUnavailable", ref, err)
-			continue
-		}
-		if msg := err.Error(); !strings.Contains(msg, "not available yet") || !strings.Contains(msg, "key-storage work") {
-			t.Errorf("Open(%q): %q does not say the backend arrives later", ref, msg)
+		if _, err := Open(ref); !errors.Is(err, ErrHardwareKey) {
+			t.Errorf("Open(%q) = %v, want ErrHardwareKey", ref, err)
 		}
 	}
 	tss2 := filepath.Join(t.TempDir(), "tpm.key.pem")
 	if err := os.WriteFile(tss2, []byte("-----BEGIN TSS2 PRIVATE KEY-----\nAAAA\n-----END TSS2 PRIVATE KEY-----\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open("file://" + tss2); !errors.Is(err, ErrBackendUnavailable) || !strings.Contains(err.Error(), tss2) {
-		t.Errorf("TSS2 PEM: %v, want ErrBackendUnavailable naming the file", err)
+	if _, err := Open("file://" + tss2); !errors.Is(err, ErrHardwareKey) || !strings.Contains(err.Error(), tss2) {
+		t.Errorf("TSS2 PEM: %v, want ErrHardwareKey naming the file", err)
 	}
 }
 

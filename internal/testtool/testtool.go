@@ -17,6 +17,9 @@ var debianPackage = map[string]string{
 	"mosquitto_sub": "mosquitto-clients",
 	"openssl":       "openssl",
 	"stdbuf":        "coreutils",
+	"swtpm":         "swtpm",
+	"softhsm2-util": "softhsm2",
+	"pkcs11-tool":   "opensc",
 }
 
 // Require returns the path of program name, found in PATH or /usr/sbin.
@@ -32,11 +35,18 @@ func Require(t testing.TB, name string) string {
 	if pkg == "" {
 		pkg = name
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (CI=true, so this test may not skip): install it with `apt-get install %s` (make deps does)", name, pkg)
-	}
-	t.Skipf("%s not found; install it with `apt-get install %s` to run this test", name, pkg)
+	Missing(t, name, pkg)
 	return ""
+}
+
+// Missing ends the test for want of what, which Debian package pkg
+// provides: it skips, or fails under CI=true.
+func Missing(t testing.TB, what, pkg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found (CI=true, so this test may not skip): install it with `apt-get install %s` (make deps does)", what, pkg)
+	}
+	t.Skipf("%s not found; install it with `apt-get install %s` to run this test", what, pkg)
 }
 
 func isExecutable(path string) bool {

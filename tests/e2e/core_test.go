@@ -168,9 +168,15 @@ func (c *coreProc) reload(t *testing.T, want string) {
 // it returns the exit status and the output.
 func runCoreToExit(t *testing.T, f *fleet) (int, string) {
 	t.Helper()
+	return runBinaryToExit(t, bin.ggcore, f)
+}
+
+// runBinaryToExit is runCoreToExit for a given ggcore binary.
+func runBinaryToExit(t *testing.T, ggcore string, f *fleet) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.ggcore, "--config", f.configPath())
+	cmd := exec.CommandContext(ctx, ggcore, "--config", f.configPath())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -25,12 +25,19 @@ type fleet struct {
 // a free loopback port.
 func newFleet(t *testing.T, devices ...string) *fleet {
 	t.Helper()
+	return newFleetWith(t, nil, devices...)
+}
+
+// newFleetWith is newFleet with more ggprov init options (--key-store ...).
+func newFleetWith(t *testing.T, initArgs []string, devices ...string) *fleet {
+	t.Helper()
 	f := &fleet{dir: filepath.Join(t.TempDir(), "bundle"), port: freePort(t)}
 	args := []string{"init", "--dir", f.dir, "--core", "core"}
 	for _, d := range devices {
 		args = append(args, "--device", d)
 	}
 	args = append(args, "--mqtt-port", strconv.Itoa(f.port), "--bind", "127.0.0.1")
+	args = append(args, initArgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin.ggprov, args...).CombinedOutput()

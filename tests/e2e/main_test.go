@@ -16,6 +16,9 @@ import (
 type binaries struct {
 	ggprov string
 	ggcore string
+	// ggcoreStatic is built with CGO_ENABLED=0, as the TPM image is: it
+	// has no PKCS#11.
+	ggcoreStatic string
 }
 
 // bin is set by TestMain before any test runs and only read afterwards.
@@ -32,12 +35,17 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bin = binaries{ggprov: filepath.Join(dir, "ggprov"), ggcore: filepath.Join(dir, "ggcore")}
-	for _, b := range []struct{ out, pkg string }{
-		{bin.ggprov, "github.com/ggcore/ggcore/tools/ggprov"},
-		{bin.ggcore, "github.com/ggcore/ggcore/core/cmd/ggcore"},
+	bin = binaries{ggprov: filepath.Join(dir, "ggprov"), ggcore: filepath.Join(dir, "ggcore"),
+		ggcoreStatic: filepath.Join(dir, "ggcore-static")}
+	for _, b := range []struct {
+		out, pkg string
+		cgo      bool
+	}{
+		{bin.ggprov, "github.com/ggcore/ggcore/tools/ggprov", true},
+		{bin.ggcore, "github.com/ggcore/ggcore/core/cmd/ggcore", true},
+		{bin.ggcoreStatic, "github.com/ggcore/ggcore/core/cmd/ggcore", false},
 	} {
-		if err := goBuild(b.out, b.pkg); err != nil {
+		if err := goBuild(b.out, b.pkg, b.cgo); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 			return 1
 		}
@@ -45,10 +53,15 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-func goBuild(out, pkg string) error {
+// goBuild builds pkg into out, with cgo (PKCS#11 support) or without.
+func goBuild(out, pkg string, cgo bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if cgo {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build -o %s %s: %v\n%s", out, pkg, err, b)
 	}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
@@ -45,12 +46,17 @@ type initOptions struct {
 	core     string
 	devices  []string
 	keyStore string
+	store    storeFlags // where tpm2 and pkcs11 keys are made
 	keyType  keys.Type
-	port     int
-	bind     string
-	names    []string // extra MQTT server certificate names (DNS or IP)
-	region   string
-	account  string
+	// serverKeyType is the MQTT server key's type: RSA-2048 as in v1,
+	// but EC P-256 in a TPM (see DESIGN.md: real TPMs pad RSA-PSS with
+	// the maximum salt, which TLS 1.3 refuses).
+	serverKeyType keys.Type
+	port          int
+	bind          string
+	names         []string // extra MQTT server certificate names (DNS or IP)
+	region        string
+	account       string
 }
 
 func parseInit(args []string, stderr io.Writer) (initOptions, error) {
@@ -58,12 +64,14 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	fs.SetOutput(stderr)
 	var o initOptions
 	var devices stringList
-	var keyType string
+	var keyType, serverKeyType string
 	fs.StringVar(&o.dir, "dir", "", "bundle directory to create (must not exist, or be empty)")
 	fs.StringVar(&o.core, "core", "", "the core's thing name")
 	fs.Var(&devices, "device", "a device's thing name (repeat for more devices)")
 	fs.StringVar(&o.keyStore, "key-store", "file", "where the core's keys live: file, tpm2 or pkcs11")
 	fs.StringVar(&keyType, "key-type", string(keys.ECP256), "core and device key type: rsa2048, rsa3072, ecp256 or ecp384")
+	fs.StringVar(&serverKeyType, "server-key-type", "", "MQTT server key type (default rsa2048; ecp256 with --key-store tpm2)")
+	o.store.register(fs)
 	fs.IntVar(&o.port, "mqtt-port", config.DefaultGGMqttPort, "local MQTT port (ggMqttPort)")
 	fs.StringVar(&o.bind, "bind", "127.0.0.1", "address the local MQTT server binds (ggcore.localMqttBind); 0.0.0.0 serves the LAN")
 	var names stringList
@@ -109,9 +117,23 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	}
 	o.keyType = t
 	switch o.keyStore {
-	case "file", "tpm2", "pkcs11":
+	case "file":
+	case "tpm2", "pkcs11":
+		problems = append(problems, o.store.check(o.keyStore)...)
 	default:
 		problems = append(problems, fmt.Errorf("--key-store %q: want file, tpm2 or pkcs11", o.keyStore))
+	}
+	switch {
+	case serverKeyType != "":
+		st, err := keys.ParseType(serverKeyType)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("--server-key-type: %v", err))
+		}
+		o.serverKeyType = st
+	case o.keyStore == "tpm2":
+		o.serverKeyType = keys.ECP256
+	default:
+		o.serverKeyType = keys.RSA2048
 	}
 	if o.port < 1 || o.port > 65535 {
 		problems = append(problems, fmt.Errorf("--mqtt-port %d: want 1-65535", o.port))
@@ -132,10 +154,6 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	}
 	if len(problems) > 0 {
 		return o, usagef("init: %w", errors.Join(problems...))
-	}
-	if o.keyStore != "file" {
-		// A valid choice this build cannot serve yet: exit 1, not a usage error.
-		return o, fmt.Errorf("--key-store %s: not available yet (arrives with the key-storage work); use --key-store file", o.keyStore)
 	}
 	return o, nil
 }
@@ -163,7 +181,12 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(tmp)
 	b := &bundle{final: dir, tmp: tmp, opts: o, progress: stderr}
+	if o.keyStore != "file" {
+		b.keys = keys.NewStore(o.store.storeOptions())
+		defer b.keys.Close()
+	}
 	if err := b.build(); err != nil {
+		b.undo()
 		return fmt.Errorf("init: %w", err)
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -196,6 +219,8 @@ type bundle struct {
 	final, tmp string
 	opts       initOptions
 	progress   io.Writer
+	keys       *keys.Store // the TPM or token of --key-store; nil for file
+	created    []string    // token keys made so far, destroyed by undo
 
 	arnPrefix string
 	deviceIDs map[string]string
@@ -234,22 +259,24 @@ func (b *bundle) build() error {
 		return err
 	}
 
-	b.step("creating the core's identity %q (%s)", o.core, o.keyType)
-	coreID, coreKey, err := b.identity(rootCA, "certs/core", o.core)
+	b.step("creating the core's identity %q (%s key%s)", o.core, o.keyType, b.where())
+	coreKey, coreRef, err := b.coreKey("iot", "certs/core.key.pem", o.keyType, keys.ForSigning)
 	if err != nil {
 		return err
 	}
-	secretsKeyPath := ""
-	if _, isRSA := coreKey.Public().(*rsa.PublicKey); !isRSA {
-		b.step("creating the SecretsManager key (RSA-2048; the core key is %s)", keys.Describe(coreKey.Public()))
-		k, err := keys.Generate(keys.RSA2048)
+	coreID, err := b.certify(rootCA, coreKey, "certs/core", o.core)
+	if err != nil {
+		return err
+	}
+	secretsRef := coreRef
+	_, isRSA := coreKey.Public().(*rsa.PublicKey)
+	if !isRSA || b.keys != nil {
+		// A TPM or token key either signs or decrypts, never both.
+		b.step("creating the SecretsManager key (RSA-2048, for decryption%s)", b.where())
+		_, secretsRef, err = b.coreKey("secrets", "certs/secrets.key.pem", keys.RSA2048, keys.ForDecryption)
 		if err != nil {
 			return err
 		}
-		if err := b.writeKey("certs/secrets.key.pem", k); err != nil {
-			return err
-		}
-		secretsKeyPath = b.path("certs/secrets.key.pem")
 	}
 
 	devices := make([]config.Thing, 0, len(o.devices))
@@ -266,8 +293,9 @@ func (b *bundle) build() error {
 		devices = append(devices, b.thing(name, id))
 	}
 
-	b.step("creating the MQTT server certificate (RSA-2048, signed by the group CA, valid 7 days)")
-	if err := b.serverCertificate(groupCA); err != nil {
+	b.step("creating the MQTT server key (%s%s) and certificate (signed by the group CA, valid 7 days)", o.serverKeyType, b.where())
+	serverRef, err := b.serverCertificate(groupCA)
+	if err != nil {
 		return err
 	}
 
@@ -282,19 +310,21 @@ func (b *bundle) build() error {
 			CAPath: b.path("certs/root.ca.pem"),
 			Principals: config.Principals{
 				IoTCertificate: config.IoTCertificate{
-					PrivateKey:      fileURI(b.path("certs/core.key.pem")),
+					PrivateKey:      coreRef,
 					CertificatePath: b.path("certs/core.cert.pem"),
 				},
-				MQTTServerCertificate: config.Principal{PrivateKey: fileURI(b.path("write/dcm/mqtt-server.key.pem"))},
+				MQTTServerCertificate: config.Principal{PrivateKey: serverRef},
+				SecretsManager:        config.Principal{PrivateKey: secretsRef},
 			},
 		},
 		WriteDirectory: b.path("write"),
 		GGCore:         config.GGCore{TLSProfile: "strict", LocalMQTTBind: o.bind, TPM: config.TPM{Device: config.DefaultTPMDevice}},
 	}
-	if secretsKeyPath != "" {
-		cfg.Crypto.Principals.SecretsManager.PrivateKey = fileURI(secretsKeyPath)
-	} else {
-		cfg.Crypto.Principals.SecretsManager.PrivateKey = cfg.Crypto.Principals.IoTCertificate.PrivateKey
+	switch o.keyStore {
+	case "tpm2":
+		cfg.GGCore.TPM.Device = o.store.tpmDevice
+	case "pkcs11":
+		cfg.Crypto.PKCS11 = &config.PKCS11{P11Provider: o.store.pkcs11Module, SlotLabel: o.store.pkcs11Token}
 	}
 	coreThing := b.thing(o.core, coreID)
 	coreThing.SyncShadow = true // as v1 created cores
@@ -333,34 +363,88 @@ func (b *bundle) writeCA(prefix string, ca *pki.CA) error {
 	return writeFile(filepath.Join(b.tmp, prefix+".pem"), pki.EncodeCertificate(ca.Cert), 0o644)
 }
 
-// identity creates a key and a client certificate for a thing, writes
-// PREFIX.key.pem and PREFIX.cert.pem, and returns the certificate ID.
+// identity creates a key file and a client certificate for a device,
+// writes PREFIX.key.pem and PREFIX.cert.pem, and returns the certificate
+// ID.
 func (b *bundle) identity(ca *pki.CA, prefix, name string) (string, crypto.Signer, error) {
 	key, err := keys.Generate(b.opts.keyType)
-	if err != nil {
-		return "", nil, err
-	}
-	cert, err := ca.Issue(key.Public(), pki.Leaf{
-		CommonName: name, Usage: pki.ClientAuth, NotAfter: time.Now().Add(identityValidity),
-	})
 	if err != nil {
 		return "", nil, err
 	}
 	if err := b.writeKey(prefix+".key.pem", key); err != nil {
 		return "", nil, err
 	}
-	if err := writeFile(filepath.Join(b.tmp, prefix+".cert.pem"), pki.EncodeCertificate(cert), 0o644); err != nil {
-		return "", nil, err
-	}
-	return pki.CertificateID(cert.Raw), key, nil
+	id, err := b.certify(ca, key, prefix, name)
+	return id, key, err
 }
 
-// serverCertificate issues the first MQTT server certificate; the DCM
-// takes over its renewal once it exists (until then: ggprov server-cert).
-func (b *bundle) serverCertificate(groupCA *pki.CA) error {
-	key, err := keys.Generate(keys.RSA2048)
+// certify issues a client certificate for key, writes PREFIX.cert.pem and
+// returns the certificate ID.
+func (b *bundle) certify(ca *pki.CA, key crypto.Signer, prefix, name string) (string, error) {
+	cert, err := ca.Issue(key.Public(), pki.Leaf{
+		CommonName: name, Usage: pki.ClientAuth, NotAfter: time.Now().Add(identityValidity),
+	})
 	if err != nil {
-		return err
+		return "", err
+	}
+	if err := writeFile(filepath.Join(b.tmp, prefix+".cert.pem"), pki.EncodeCertificate(cert), 0o644); err != nil {
+		return "", err
+	}
+	return pki.CertificateID(cert.Raw), nil
+}
+
+// where says where the core's keys are made, for progress lines.
+func (b *bundle) where() string {
+	switch b.opts.keyStore {
+	case "tpm2":
+		return ", in the TPM " + b.opts.store.tpmDevice
+	case "pkcs11":
+		return fmt.Sprintf(", in the token %q", b.opts.store.pkcs11Token)
+	}
+	return ""
+}
+
+// coreKey makes one of the core's keys where --key-store says: a PEM file
+// at rel, a TPM key whose TSS2 file is at rel, or a token key labelled
+// CORE-role. It returns the key and the reference config.json names it by.
+func (b *bundle) coreKey(role, rel string, kt keys.Type, u keys.Usage) (crypto.Signer, string, error) {
+	switch b.opts.keyStore {
+	case "tpm2":
+		key, err := b.keys.Create(fileURI(filepath.Join(b.tmp, rel)), kt, u)
+		return key, fileURI(b.path(rel)), err
+	case "pkcs11":
+		ref := b.opts.store.tokenKeyRef(b.opts.core + "-" + role)
+		key, err := b.keys.Create(ref, kt, u)
+		if err != nil {
+			return nil, "", err
+		}
+		b.created = append(b.created, ref)
+		return key, ref, nil
+	}
+	key, err := keys.Generate(kt)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, fileURI(b.path(rel)), b.writeKey(rel, key)
+}
+
+// undo destroys the token keys a failed init made; TPM key files go with
+// the temporary bundle.
+func (b *bundle) undo() {
+	for _, ref := range b.created {
+		if err := b.keys.Destroy(ref); err != nil {
+			b.step("could not remove %s after the failure: %v; remove it by hand", ref, err)
+		}
+	}
+}
+
+// serverCertificate makes the MQTT server key and issues the first
+// certificate for it, returning the key's reference; the DCM takes over
+// its renewal once it exists (until then: ggprov server-cert).
+func (b *bundle) serverCertificate(groupCA *pki.CA) (string, error) {
+	key, ref, err := b.coreKey("mqtt-server", "write/dcm/mqtt-server.key.pem", b.opts.serverKeyType, keys.ForSigning)
+	if err != nil {
+		return "", err
 	}
 	dns := []string{"localhost"}
 	if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
@@ -370,12 +454,9 @@ func (b *bundle) serverCertificate(groupCA *pki.CA) error {
 	cert, err := issueServerCertificate(groupCA, key.Public(), b.opts.core, addNames(dns, ips, b.opts.names),
 		time.Duration(config.DefaultCertificateExpiryMs)*time.Millisecond)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := b.writeKey("write/dcm/mqtt-server.key.pem", key); err != nil {
-		return err
-	}
-	return writeFile(filepath.Join(b.tmp, "write/dcm/mqtt-server.cert.pem"), pki.EncodeCertificate(cert), 0o644)
+	return ref, writeFile(filepath.Join(b.tmp, "write/dcm/mqtt-server.cert.pem"), pki.EncodeCertificate(cert), 0o644)
 }
 
 // serverNames are the names an MQTT server certificate is valid for.
@@ -422,6 +503,9 @@ func (b *bundle) summary(w io.Writer) {
 	fmt.Fprintf(w, "config:  %s\n", b.path("config.json"))
 	fmt.Fprintf(w, "group:   %s\n", b.path("write/deployment/group/group.json"))
 	fmt.Fprintf(w, "core:    %s (%s)\n", b.opts.core, b.path("certs/core.cert.pem"))
+	if b.opts.keyStore != "file" {
+		fmt.Fprintf(w, "keys:    the core's keys are in %s\n", strings.TrimPrefix(b.where(), ", in "))
+	}
 	for _, d := range b.opts.devices {
 		fmt.Fprintf(w, "device:  %s certificate %s\n", d, b.deviceIDs[d])
 	}

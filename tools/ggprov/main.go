@@ -3,12 +3,15 @@
 //	ggprov init --dir DIR --core NAME --device NAME [--device NAME ...]
 //	ggprov subscription add --dir DIR --source NAME|cloud --subject FILTER --target NAME|cloud
 //	ggprov server-cert --dir DIR [--server-name NAME ...]
+//	ggprov keys create --uri URI --type TYPE [--usage sign|decrypt]
 //
 // init writes DESIGN.md's provisioning bundle: the identity CA and group CA,
 // the core's and every device's key and certificate, the MQTT server
 // certificate, config.json and group.json. subscription add edits the
 // bundle's group.json. server-cert re-issues the MQTT server certificate
 // (valid 7 days by default) until the device certificate manager does.
+// keys create makes a key inside a TPM or PKCS#11 token and prints its
+// public key and a CSR.
 package main
 
 import (
@@ -40,8 +43,9 @@ const usage = `usage:
   ggprov init --dir DIR --core NAME --device NAME [--device NAME ...] [options]
   ggprov subscription add --dir DIR --source S --subject FILTER --target T
   ggprov server-cert --dir DIR [--server-name NAME ...]
+  ggprov keys create --uri URI --type TYPE [--usage sign|decrypt] [options]
 
-Run 'ggprov init -h' or 'ggprov subscription add -h' for the options.
+Run 'ggprov init -h', 'ggprov subscription add -h' or 'ggprov keys create -h' for the options.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -61,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runSubscriptionAdd(args[2:], stdout, stderr)
 	case "server-cert":
 		err = runServerCert(args[1:], stdout, stderr)
+	case "keys":
+		err = runKeys(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -45,9 +45,11 @@ func runServerCert(args []string, stdout, stderr io.Writer) error {
 	if ref == "" {
 		return errors.New("server-cert: crypto.principals.MQTTServerCertificate.privateKeyPath is not set")
 	}
-	key, err := keys.Open(ref)
+	store := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device, PKCS11: cfg.Crypto.PKCS11})
+	defer store.Close()
+	key, err := store.Open(ref)
 	if err != nil {
-		return fmt.Errorf("server-cert: %w", err)
+		return fmt.Errorf("server-cert: crypto.principals.MQTTServerCertificate.privateKeyPath: %w", err)
 	}
 	groupCA, err := loadCA(filepath.Join(*dir, "certs", "group-ca"))
 	if err != nil {

@@ -9,6 +9,16 @@ declare -A need=(
   [mosquitto_pub]=mosquitto-clients
   [mosquitto_sub]=mosquitto-clients
   [openssl]=openssl
+  [swtpm]=swtpm
+  [softhsm2-util]=softhsm2
+  [pkcs11-tool]=opensc
+  [gcc]=gcc
+)
+
+# file -> Debian package that provides it (libraries and modules)
+declare -A needFile=(
+  [/usr/lib/softhsm/libsofthsm2.so]=softhsm2
+  [/usr/lib/$(uname -m)-linux-gnu/ossl-modules/tpm2.so]=tpm2-openssl
 )
 
 missing=()
@@ -16,6 +26,9 @@ for cmd in "${!need[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     missing+=("${need[$cmd]}")
   fi
+done
+for f in "${!needFile[@]}"; do
+  [ -e "$f" ] || missing+=("${needFile[$f]}")
 done
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 

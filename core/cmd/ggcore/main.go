@@ -90,6 +90,9 @@ func run(args []string, stderr io.Writer) int {
 			log.Info("ggcore stopping", "signal", "TERM/INT")
 			err := c.broker.Close()
 			logStats(log, c.broker.Stats())
+			if kerr := c.keys.Close(); kerr != nil {
+				log.Error("closing the key store", "error", kerr)
+			}
 			if err != nil {
 				log.Error("ggcore stop", "error", err)
 				return 1

@@ -26,6 +26,7 @@ import (
 type core struct {
 	log    *slog.Logger
 	cfg    *config.Config
+	keys   *keys.Store
 	broker *broker.Broker
 
 	profile       tlsconf.Profile
@@ -37,11 +38,17 @@ type core struct {
 // start reads and checks everything before it binds anything: a bad
 // config, key, certificate or group stops the core with an error that
 // names the JSON path or file, and nothing is changed on disk.
-func start(configPath string, log *slog.Logger) (*core, error) {
+func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	cfg, err := config.LoadConfig(configPath)
 	if err != nil {
 		return nil, err
 	}
+	store := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device, PKCS11: cfg.Crypto.PKCS11})
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
 	for _, p := range cfg.Ignored {
 		log.Info("config field not used by ggcore", "path", p)
 	}
@@ -52,7 +59,7 @@ func start(configPath string, log *slog.Logger) (*core, error) {
 	if profile == tlsconf.Compat {
 		log.Warn("tlsProfile compat: serving TLS 1.0/1.1, CBC and RSA key exchange for legacy devices; use strict unless a device needs it")
 	}
-	signers, err := openPrincipals(cfg)
+	signers, err := openPrincipals(cfg, store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -68,8 +75,9 @@ func start(configPath string, log *slog.Logger) (*core, error) {
 	var current atomic.Pointer[tls.Certificate]
 	current.Store(serverCert)
 	tlsCfg, err := tlsconf.Server(tlsconf.ServerOptions{
-		Profile:   profile,
-		ClientCAs: clientCAs,
+		Profile:     profile,
+		ClientCAs:   clientCAs,
+		HardwareKey: keys.IsHardware(signers[mqttServer]),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return current.Load(), nil
 		},
@@ -98,7 +106,7 @@ func start(configPath string, log *slog.Logger) (*core, error) {
 		return nil, err
 	}
 	return &core{
-		log: log, cfg: cfg, broker: b, profile: profile,
+		log: log, cfg: cfg, keys: store, broker: b, profile: profile,
 		groupID: g.GroupId, devices: len(g.Devices), subscriptions: len(g.Subscriptions),
 	}, nil
 }
@@ -175,9 +183,10 @@ const (
 )
 
 // openPrincipals opens every configured key once, so that a missing, weak
-// or wrong-type key stops the core at start with the principal's JSON
-// path. It returns the signers by principal name.
-func openPrincipals(cfg *config.Config) (map[string]crypto.Signer, error) {
+// or wrong-type key, a wrong PIN or an unreachable TPM stops the core at
+// start with the principal's JSON path. It returns the signers by
+// principal name.
+func openPrincipals(cfg *config.Config, store *keys.Store, log *slog.Logger) (map[string]crypto.Signer, error) {
 	p := cfg.Crypto.Principals
 	signers := make(map[string]crypto.Signer, 3)
 	var errs []error
@@ -189,14 +198,15 @@ func openPrincipals(cfg *config.Config) (map[string]crypto.Signer, error) {
 		if k.ref == "" {
 			continue
 		}
-		signer, err := keys.Open(k.ref)
+		signer, err := store.Open(k.ref)
 		if err == nil {
-			err = keys.CheckPrincipal(k.name, signer.Public())
+			err = keys.CheckKey(k.name, signer)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("crypto.principals.%s.privateKeyPath: %w", k.name, err))
 			continue
 		}
+		log.Info("key opened", "principal", k.name, "store", keys.StoreOf(signer), "type", keys.Describe(signer.Public()))
 		signers[k.name] = signer
 	}
 	if _, err := pki.ReadCertificates(p.IoTCertificate.CertificatePath); err != nil {
@@ -212,7 +222,7 @@ func warnSecretsFallback(cfg *config.Config, signers map[string]crypto.Signer, l
 	if cfg.Crypto.Principals.SecretsManager.PrivateKey != "" || !ok {
 		return
 	}
-	if err := keys.CheckPrincipal(secrets, iot.Public()); err != nil {
+	if err := keys.CheckKey(secrets, iot); err != nil {
 		log.Warn("crypto.principals.SecretsManager is not set and the IoTCertificate key cannot stand in for it; set an RSA key before deploying secrets",
 			"reason", err)
 	}

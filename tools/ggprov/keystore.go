@@ -1,0 +1,248 @@
+package main
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/core/keys"
+)
+
+// storeFlags are the flags that name a TPM or a PKCS#11 token, shared by
+// init and keys create.
+type storeFlags struct {
+	tpmDevice    string
+	pkcs11Module string
+	pkcs11Token  string
+	pinSource    string // file:///path of a file holding the user PIN
+}
+
+func (f *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.tpmDevice, "tpm-device", config.DefaultTPMDevice,
+		"the TPM: a device node, unix:///path or tcp://HOST:PORT (swtpm), as ggcore.tpm.device")
+	fs.StringVar(&f.pkcs11Module, "pkcs11-module", "", "absolute path of the PKCS#11 module (.so)")
+	fs.StringVar(&f.pkcs11Token, "pkcs11-token", "", "label of the PKCS#11 token")
+	fs.StringVar(&f.pinSource, "pkcs11-pin-source", "", "file:///path of a file holding the token's user PIN")
+}
+
+// check validates the flags a key store needs ("tpm2" or "pkcs11").
+func (f *storeFlags) check(store string) []error {
+	var problems []error
+	switch store {
+	case "tpm2":
+		if _, _, err := config.ParseTPMDevice(f.tpmDevice); err != nil {
+			problems = append(problems, fmt.Errorf("--tpm-device: %v", err))
+		}
+	case "pkcs11":
+		if !filepath.IsAbs(f.pkcs11Module) {
+			problems = append(problems, fmt.Errorf("--pkcs11-module %q: want the absolute path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so", f.pkcs11Module))
+		}
+		if f.pkcs11Token == "" {
+			problems = append(problems, errors.New("--pkcs11-token: want the token's label"))
+		}
+		if r, err := config.ParseKeyRef(f.pinSource); err != nil || r.Scheme != config.SchemeFile {
+			problems = append(problems, fmt.Errorf("--pkcs11-pin-source %q: want file:///path of a file holding the user PIN", f.pinSource))
+		}
+	}
+	return problems
+}
+
+// storeOptions are the keys.StoreOptions the flags describe.
+func (f *storeFlags) storeOptions() keys.StoreOptions {
+	o := keys.StoreOptions{TPMDevice: f.tpmDevice}
+	if f.pkcs11Module != "" || f.pkcs11Token != "" {
+		o.PKCS11 = &config.PKCS11{P11Provider: f.pkcs11Module, SlotLabel: f.pkcs11Token}
+	}
+	return o
+}
+
+// tokenKeyRef is the pkcs11: reference of the key labelled object on the
+// flags' token, reading its PIN from the pin source.
+func (f *storeFlags) tokenKeyRef(object string) string {
+	ref := "pkcs11:object=" + pctEncode(object, "") + ";token=" + pctEncode(f.pkcs11Token, "") + ";type=private"
+	if f.pinSource != "" {
+		ref += "?pin-source=" + pctEncode(f.pinSource, ":/")
+	}
+	return ref
+}
+
+// pctEncode percent-encodes s for an RFC 7512 attribute value: letters,
+// digits, "-._~" and the characters in keep stand as they are.
+func pctEncode(s, keep string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~"+keep, c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+const keysUsage = `usage:
+  ggprov keys create --uri URI --type rsa2048|rsa3072|ecp256|ecp384 [--usage sign|decrypt] [--subject NAME]
+                     [--tpm-device DEV] [--pkcs11-module PATH --pkcs11-token LABEL --pkcs11-pin-source file:///PATH]
+
+URI says where the key is made:
+  file:///path/key.pem     a TPM key, written as a TSS2 PRIVATE KEY file (only the TPM can use it)
+  tpm2:handle=0x81000002   a TPM key made persistent at the handle
+  pkcs11:object=LABEL;type=private[;token=LABEL][;id=%01]   a key in a PKCS#11 token
+It prints the public key and, for a signing key, a certificate signing request.
+`
+
+// runKeys runs "ggprov keys SUBCOMMAND".
+func runKeys(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprint(stdout, keysUsage)
+			return flag.ErrHelp
+		}
+		return usagef("keys: want 'keys create'\n%s", strings.TrimSpace(keysUsage))
+	}
+	fs := flag.NewFlagSet("ggprov keys create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	uri := fs.String("uri", "", "where to make the key: file:///path.pem (TPM key file), tpm2:handle=0x81…, or pkcs11:object=LABEL;type=private")
+	typ := fs.String("type", "", "key type: rsa2048, rsa3072, ecp256 or ecp384")
+	use := fs.String("usage", "sign", "sign (TLS keys) or decrypt (the SecretsManager key; RSA only)")
+	subject := fs.String("subject", "", "common name of the CSR (default: the key's label or file name)")
+	var sf storeFlags
+	sf.register(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("keys create: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("keys create: unexpected argument %q", fs.Arg(0))
+	}
+	var problems []error
+	ref, err := config.ParseKeyRef(*uri)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("--uri: %v", err))
+	}
+	kt, err := keys.ParseType(*typ)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("--type: %v", err))
+	}
+	var usage keys.Usage
+	switch *use {
+	case "sign":
+		usage = keys.ForSigning
+	case "decrypt":
+		usage = keys.ForDecryption
+	default:
+		problems = append(problems, fmt.Errorf("--usage %q: want sign or decrypt", *use))
+	}
+	switch ref.Scheme {
+	case config.SchemeFile, config.SchemeTPM2:
+		problems = append(problems, sf.check("tpm2")...)
+	case config.SchemePKCS11:
+		a := ref.PKCS11
+		if a["module-path"] == "" && sf.pkcs11Module == "" {
+			problems = append(problems, errors.New("--pkcs11-module (or module-path= in the URI) is required for a pkcs11: key"))
+		}
+		if _, ok := a["token"]; !ok && sf.pkcs11Token == "" {
+			problems = append(problems, errors.New("--pkcs11-token (or token= in the URI) is required for a pkcs11: key"))
+		}
+		_, pinValue := a["pin-value"]
+		_, pinSource := a["pin-source"]
+		if !pinValue && !pinSource && sf.pinSource == "" {
+			problems = append(problems, errors.New("--pkcs11-pin-source (or pin-source= in the URI) is required for a pkcs11: key"))
+		}
+	}
+	if len(problems) > 0 {
+		return usagef("keys create: %w", errors.Join(problems...))
+	}
+
+	opts := sf.storeOptions()
+	if ref.Scheme == config.SchemePKCS11 && sf.pinSource != "" {
+		pin, err := keys.ReadPINSource(sf.pinSource)
+		if err != nil {
+			return fmt.Errorf("keys create: --pkcs11-pin-source: %w", err)
+		}
+		if opts.PKCS11 == nil {
+			opts.PKCS11 = &config.PKCS11{}
+		}
+		opts.PKCS11.SlotUserPin = pin
+	}
+	store := keys.NewStore(opts)
+	defer store.Close()
+	fmt.Fprintf(stderr, "ggprov: creating a %s %s key at %s (%s)\n", kt, *use, ref, where(ref, sf))
+	key, err := store.Create(*uri, kt, usage)
+	if err != nil {
+		return fmt.Errorf("keys create: %w", err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return fmt.Errorf("keys create: %w", err)
+	}
+	if err := pem.Encode(stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}); err != nil {
+		return err
+	}
+	if usage == keys.ForDecryption {
+		fmt.Fprintln(stderr, "ggprov: a decryption key cannot sign, so no CSR; use its public key to wrap secrets")
+		return nil
+	}
+	cn := *subject
+	if cn == "" {
+		cn = defaultSubject(ref)
+	}
+	csr, err := makeCSR(key, cn)
+	if err != nil {
+		return fmt.Errorf("keys create: %w", err)
+	}
+	return pem.Encode(stdout, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})
+}
+
+// where names the TPM or token a reference's key is made in.
+func where(ref config.KeyRef, sf storeFlags) string {
+	if ref.Scheme == config.SchemePKCS11 {
+		module, token := ref.PKCS11["module-path"], ref.PKCS11["token"]
+		if module == "" {
+			module = sf.pkcs11Module
+		}
+		if token == "" {
+			token = sf.pkcs11Token
+		}
+		return fmt.Sprintf("token %q of %s", token, module)
+	}
+	return "TPM " + sf.tpmDevice
+}
+
+// defaultSubject is a CSR common name taken from the reference: the
+// object label, the file name without extension, or the handle.
+func defaultSubject(ref config.KeyRef) string {
+	switch ref.Scheme {
+	case config.SchemePKCS11:
+		return ref.PKCS11["object"]
+	case config.SchemeFile:
+		base := filepath.Base(ref.Path)
+		base = strings.TrimSuffix(base, filepath.Ext(base))
+		return strings.TrimSuffix(base, ".key")
+	}
+	return fmt.Sprintf("tpm-0x%08x", ref.Handle)
+}
+
+// makeCSR signs a certificate signing request with key, which proves the
+// TPM or token holds its private part.
+func makeCSR(key crypto.Signer, commonName string) ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: commonName},
+	}, key)
+	if err != nil {
+		return nil, fmt.Errorf("sign CSR: %w", err)
+	}
+	return der, nil
+}
