@@ -89,7 +89,7 @@ func TestTPMKeyRefusals(t *testing.T) {
 }
 
 // TestTokenKeyRefusals: a wrong PIN, a missing token or object, and
-// token keys of a type ggcore does not accept stop ggcore with a message
+// token keys of a type ggcore does not accept (RSA-1024, P-224, Ed25519) stop ggcore with a message
 // naming the principal and the reason, and never the PIN.
 func TestTokenKeyRefusals(t *testing.T) {
 	h := newHardware(t, "pkcs11")
@@ -98,6 +98,7 @@ func TestTokenKeyRefusals(t *testing.T) {
 	for _, k := range []struct{ label, id, typ string }{
 		{"weak-rsa", "a1", "rsa:1024"},
 		{"p224", "a2", "EC:secp224r1"},
+		{"ed25519", "a3", "EC:edwards25519"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		out, err := exec.CommandContext(ctx, tool, "--module", h.token.Module, "--token-label", h.token.Label,
@@ -120,6 +121,7 @@ func TestTokenKeyRefusals(t *testing.T) {
 		{name: "missing object", path: iot, value: withObject("no-such-key"), want: []string{"no-such-key", "no such key object"}},
 		{name: "RSA-1024", path: iot, value: withObject("weak-rsa"), want: []string{"RSA-1024", "at least 2048 bits"}},
 		{name: "P-224", path: iot, value: withObject("p224"), want: []string{"P-224", "want P-256 or P-384"}},
+		{name: "Ed25519", path: iot, value: withObject("ed25519"), want: []string{"Ed25519 key"}},
 	}, func(c refusal) func() {
 		if c.name != "wrong PIN" {
 			return nil
