@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,7 +19,13 @@ type SWTPM struct {
 	Device string
 	// Dir holds the TPM's state (its NVRAM: persistent keys and the SRK).
 	Dir string
+
+	stop func()
 }
+
+// Stop stops swtpm (its state stays in Dir), for handing the state to
+// another swtpm, such as QEMU's. It is safe to call more than once.
+func (s *SWTPM) Stop() { s.stop() }
 
 // StartSWTPM starts swtpm with fresh state in a temporary directory,
 // powered on and started up, and stops it when the test ends. transport
@@ -63,10 +70,14 @@ func StartSWTPM(t testing.TB, transport string) *SWTPM {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			<-exited
+		})
+	}
+	t.Cleanup(stop)
 	// Ready when the control socket answers; the data socket accepts one
 	// client at a time, so it is left for the test.
 	deadline := time.Now().Add(10 * time.Second)
@@ -94,7 +105,7 @@ func StartSWTPM(t testing.TB, transport string) *SWTPM {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return &SWTPM{Device: device, Dir: dir}
+	return &SWTPM{Device: device, Dir: dir, stop: stop}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

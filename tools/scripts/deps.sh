@@ -13,6 +13,11 @@ declare -A need=(
   [softhsm2-util]=softhsm2
   [pkcs11-tool]=opensc
   [gcc]=gcc
+  [depmod]=kmod
+  [xz]=xz-utils
+  [mke2fs]=e2fsprogs
+  [qemu-system-x86_64]=qemu-system-x86
+  [qemu-system-aarch64]=qemu-system-arm
 )
 
 # file -> Debian package that provides it (libraries and modules)

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# build.sh FLAVOR ARCH [BUILD]: builds the ggcore firmware image with
+# u-root (the version in go.mod) into BUILD/images:
+#   ggcore-FLAVOR-ARCH.cpio.xz   the initramfs (gginit as /init, ggcore, kernel modules)
+#   vmlinuz-ARCH                 Debian's kernel it boots with under QEMU
+#   ggcore-FLAVOR-ARCH.json      its manifest: flavor, arch, commit, sha256, sizes
+# FLAVOR: tpm (static ggcore, no shell), pkcs11 (cgo ggcore + SoftHSM2 and
+# the libraries it needs), debug (tpm plus a shell and core tools).
+# The same commit and kernel build the same bytes.
+set -euo pipefail
+flavor=${1:?usage: build.sh tpm|pkcs11|debug amd64|arm64 [BUILD]}
+arch=${2:?usage: build.sh tpm|pkcs11|debug amd64|arm64 [BUILD]}
+build=${3:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+mkdir -p "$build/images"
+build=$(cd "$build" && pwd)
+out="$build/images"
+step() { echo "== image $flavor/$arch: $*" >&2; }
+
+case "$flavor" in tpm | pkcs11 | debug) ;; *) echo "image: unknown flavor $flavor (want tpm, pkcs11 or debug)" >&2; exit 2 ;; esac
+case "$arch" in amd64 | arm64) ;; *) echo "image: unknown arch $arch (want amd64 or arm64)" >&2; exit 2 ;; esac
+if [ "$flavor" = pkcs11 ] && [ "$arch" != "$(dpkg --print-architecture)" ]; then
+  echo "image: the pkcs11 flavor builds only for this machine's architecture ($(dpkg --print-architecture)): its cgo ggcore links against this machine's SoftHSM2" >&2
+  exit 2
+fi
+
+step "fetching Debian's kernel (cached in $build/kernel)"
+kdir=$("$here/kernel.sh" "$arch" "$build/kernel")
+release=$(ls "$kdir/lib/modules")
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+# The kernel modules the boot needs (virtio disk and network, ext4), with
+# every module they depend on, per modules.dep.
+step "selecting kernel modules for $release"
+# crc32c: ext4 asks the crypto API for it, and there is no modprobe to
+# load it on demand.
+want=(virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4)
+moddir="$kdir/lib/modules/$release"
+mkdir -p "$stage/modules/$release"
+cp "$moddir/modules.builtin" "$stage/modules/$release/"
+printf '%s\n' "${want[@]}" >"$stage/modules.list"
+: >"$stage/modules/$release/modules.dep"
+for m in "${want[@]}"; do
+  line=$(awk -v m="$m" '{ f=$1; sub(":$", "", f); n=f; sub(".*/", "", n); sub("\\.ko.*$", "", n); gsub("-", "_", n); if (n == m) { print; exit } }' "$moddir/modules.dep")
+  if [ -z "$line" ]; then
+    grep -q "/$m.ko" "$moddir/modules.builtin" || { echo "image: kernel module $m is neither in modules.dep nor built in" >&2; exit 1; }
+    continue
+  fi
+  for f in ${line/:/}; do
+    mkdir -p "$stage/modules/$release/$(dirname "$f")"
+    cp "$moddir/$f" "$stage/modules/$release/$f"
+    # Only the image's own modules in its modules.dep: less to read at boot.
+    grep -q "^$f:" "$stage/modules/$release/modules.dep" || grep "^$f:" "$moddir/modules.dep" >>"$stage/modules/$release/modules.dep"
+  done
+done
+
+step "building ggcore (GOARCH=$arch, $([ "$flavor" = pkcs11 ] && echo cgo || echo 'CGO_ENABLED=0, static'))"
+cgo=0
+[ "$flavor" = pkcs11 ] && cgo=1
+(cd "$root" && CGO_ENABLED=$cgo GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
+  -ldflags "-s -w -buildid=" -o "$stage/ggcore" ./core/cmd/ggcore)
+
+files=(-files "$stage/ggcore:bin/ggcore" -files "$stage/modules:lib/modules" -files "$stage/modules.list:etc/gginit/modules")
+cmds=(./initramfs/cmd/gginit)
+shell=(-defaultsh "")
+case "$flavor" in
+  pkcs11)
+    # u-root adds the module's shared libraries (ldd) and those of ggcore.
+    files+=(-files "/usr/lib/softhsm/libsofthsm2.so:usr/lib/softhsm/libsofthsm2.so")
+    ;;
+  debug)
+    for c in gosh ls cat cp dmesg mount ps ip free df hexdump grep mkdir rm ln uname; do
+      cmds+=("github.com/u-root/u-root/cmds/core/$c")
+    done
+    shell=(-defaultsh gosh)
+    ;;
+esac
+
+step "assembling the initramfs with u-root"
+cpio="$stage/image.cpio"
+(cd "$root" && GOOS=linux GOARCH=$arch CGO_ENABLED=0 go tool u-root -o "$cpio" -initcmd gginit -uinitcmd="" \
+  "${shell[@]}" "${files[@]}" "${cmds[@]}" 2>"$stage/u-root.log") || {
+  cat "$stage/u-root.log" >&2
+  exit 1
+}
+
+step "compressing (xz, as the kernel reads it)"
+name="ggcore-$flavor-$arch"
+xz -9 --check=crc32 -T1 -c "$cpio" >"$out/$name.cpio.xz"
+cp "$kdir/vmlinuz" "$out/vmlinuz-$arch"
+
+commit=$(cd "$root" && git rev-parse HEAD 2>/dev/null || echo unknown)
+dirty=$(cd "$root" && git status --porcelain 2>/dev/null | grep -q . && echo true || echo false)
+sha=$(sha256sum "$out/$name.cpio.xz" | cut -d' ' -f1)
+cat >"$out/$name.json" <<JSON
+{
+  "flavor": "$flavor",
+  "arch": "$arch",
+  "commit": "$commit",
+  "dirty": $dirty,
+  "kernel": "$release",
+  "image": "$name.cpio.xz",
+  "sha256": "$sha",
+  "size": $(stat -c %s "$out/$name.cpio.xz"),
+  "uncompressed_size": $(stat -c %s "$cpio"),
+  "kernel_image": "vmlinuz-$arch"
+}
+JSON
+step "done: $out/$name.cpio.xz ($(($(stat -c %s "$out/$name.cpio.xz") / 1024)) KiB, sha256 $sha)"

@@ -1,0 +1,269 @@
+// Command gginit is PID 1 of the ggcore firmware image. It mounts the
+// kernel's file systems, loads the kernel modules the image lists, mounts
+// the data partition at /greengrass, brings the network up, and starts
+// ggcore with /greengrass/config/config.json, restarting it with backoff
+// when it exits. Every step is written to the console with the time since
+// the kernel started; a step that cannot be done says why and waits,
+// rather than crash-looping.
+//
+// Kernel command line settings (all optional):
+//
+//	ggcore.disk=/dev/vda        the data partition (ext4)
+//	ggcore.ip=10.0.2.15/24      the address of the first Ethernet interface
+//	ggcore.gw=10.0.2.2          the default gateway
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the image.
+const (
+	dataDir     = "/greengrass"
+	configPath  = dataDir + "/config/config.json"
+	ggcoreBin   = "/bin/ggcore"
+	modulesList = "/etc/gginit/modules" // kernel modules to load, one name a line, in order
+)
+
+// Defaults for QEMU's user networking.
+const (
+	defaultDisk = "/dev/vda"
+	defaultIP   = "10.0.2.15/24"
+	defaultGW   = "10.0.2.2"
+)
+
+// Restart backoff: doubling from the first to the last; a run longer than
+// stableRun resets it.
+const (
+	firstBackoff = time.Second
+	lastBackoff  = time.Minute
+	stableRun    = time.Minute
+)
+
+func main() {
+	say("gginit starting (pid %d)", os.Getpid())
+	if err := mountKernelFS(); err != nil {
+		halt("cannot mount the kernel file systems: %v", err)
+	}
+	args := cmdline()
+	loadModules()
+	disk := setting(args, "ggcore.disk", defaultDisk)
+	if err := mountData(disk); err != nil {
+		halt("no data partition: %v; attach the ggprov bundle's disk image as a virtio disk (QEMU: -drive file=data.img,if=virtio,format=raw)", err)
+	}
+	say("data partition %s mounted at %s", disk, dataDir)
+	if err := network(setting(args, "ggcore.ip", defaultIP), setting(args, "ggcore.gw", defaultGW)); err != nil {
+		say("network: %v (ggcore starts anyway; devices cannot reach it until the network is up)", err)
+	}
+	if _, err := os.Stat(configPath); err != nil {
+		halt("no config: %v; the data partition must hold config/config.json (ggimage disk writes it)", err)
+	}
+	supervise()
+}
+
+// say writes one console line with the time since the kernel started.
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stdout, "[%10.6f] gginit: %s\n", uptime(), fmt.Sprintf(format, args...))
+}
+
+// halt says why the boot cannot go on and waits for ever: PID 1 must not
+// exit (the kernel would panic and hide the reason), and a loop would
+// scroll it away.
+func halt(format string, args ...any) {
+	say("STOPPED: "+format, args...)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func uptime() float64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return float64(ts.Sec) + float64(ts.Nsec)/1e9
+}
+
+func mountKernelFS() error {
+	for _, m := range []struct{ src, dst, fstype string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
+		}
+	}
+	return nil
+}
+
+// cmdline returns the kernel command line's key=value settings.
+func cmdline() map[string]string {
+	data, _ := os.ReadFile("/proc/cmdline")
+	m := make(map[string]string)
+	for _, f := range strings.Fields(string(data)) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func setting(args map[string]string, key, def string) string {
+	if v := args[key]; v != "" {
+		return v
+	}
+	return def
+}
+
+// loadModules loads the modules the image lists, with their dependencies.
+func loadModules() {
+	data, err := os.ReadFile(modulesList)
+	if errors.Is(err, os.ErrNotExist) {
+		return // a kernel with everything built in
+	}
+	if err != nil {
+		say("kernel modules: %v", err)
+		return
+	}
+	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	if err != nil {
+		say("kernel modules: %v", err)
+		return
+	}
+	var loaded []string
+	for _, name := range strings.Fields(string(data)) {
+		if err := prober.Probe(name, ""); err != nil && !errors.Is(err, unix.EEXIST) {
+			say("kernel module %s: %v", name, err)
+			continue
+		}
+		loaded = append(loaded, name)
+	}
+	say("kernel modules loaded: %s", strings.Join(loaded, " "))
+}
+
+// mountData waits up to 10 s for the disk to appear and mounts it.
+func mountData(disk string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(disk); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within 10s", disk)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(disk, dataDir, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount %s (ext4) on %s: %w", disk, dataDir, err)
+	}
+	return nil
+}
+
+// network brings lo and the first Ethernet interface up, with a static
+// address and default route.
+func network(cidr, gw string) error {
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	addr, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return fmt.Errorf("ggcore.ip=%s: %w", cidr, err)
+	}
+	var eth netlink.Link
+	for deadline := time.Now().Add(5 * time.Second); eth == nil; {
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			if l.Type() == "device" && l.Attrs().Name != "lo" && len(l.Attrs().HardwareAddr) == 6 {
+				eth = l
+				break
+			}
+		}
+		if eth == nil {
+			if time.Now().After(deadline) {
+				return errors.New("no Ethernet interface within 5s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	name := eth.Attrs().Name
+	if err := netlink.AddrReplace(eth, addr); err != nil {
+		return fmt.Errorf("%s: address %s: %w", name, cidr, err)
+	}
+	if err := netlink.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("%s: up: %w", name, err)
+	}
+	if gw != "" {
+		ip := net.ParseIP(gw)
+		if ip == nil {
+			return fmt.Errorf("ggcore.gw=%s is not an IP address", gw)
+		}
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: ip}); err != nil {
+			return fmt.Errorf("%s: default route via %s: %w", name, gw, err)
+		}
+	}
+	say("network: %s %s, gateway %s", name, cidr, gw)
+	return nil
+}
+
+// supervise runs ggcore for ever, restarting it with backoff and saying
+// why each run ended. Its output goes to the console.
+func supervise() {
+	backoff := firstBackoff
+	for run := 1; ; run++ {
+		say("starting ggcore (run %d): %s --config %s", run, ggcoreBin, configPath)
+		start := time.Now()
+		cmd := exec.Command(ggcoreBin, "--config", configPath)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.Env = []string{"PATH=/bin", "HOME=/tmp"}
+		err := cmd.Run()
+		ran := time.Since(start)
+		if ran > stableRun {
+			backoff = firstBackoff
+		}
+		say("ggcore exited after %s: %s; restarting in %s", ran.Round(time.Millisecond), exitReason(err), backoff)
+		time.Sleep(backoff)
+		backoff = min(2*backoff, lastBackoff)
+	}
+}
+
+// exitReason says why a run of ggcore ended.
+func exitReason(err error) string {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return "exit status 0 (it was told to stop)"
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by signal " + ws.Signal().String()
+		}
+		if ee.ExitCode() == 1 {
+			return "exit status 1: it refused to start; its error is above"
+		}
+		return ee.String()
+	}
+	return err.Error()
+}
