@@ -9,7 +9,7 @@ BIN     := $(BUILD)/bin
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags=-s\ -w
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build deps test run bench fuzz vet fmt-check clean
+.PHONY: all build deps test run image images bench fuzz vet fmt-check clean
 
 all: build
 
@@ -28,9 +28,28 @@ deps:
 test: deps fmt-check vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-## run: provision a demo fleet into build/demo and run the core (Ctrl-C stops it)
+## run: provision a demo fleet (keys in swtpm), boot the tpm image in QEMU (Ctrl-C stops it);
+## GGCORE_DEMO_MODE=host runs the core on this machine instead
+GGCORE_DEMO_MODE ?= image
 run: deps build
+ifeq ($(GGCORE_DEMO_MODE),host)
 	@tools/scripts/demo.sh $(BUILD)
+else
+	@PATH="$$PATH:/usr/sbin:/sbin" initramfs/build.sh tpm amd64 $(BUILD)
+	@tools/scripts/demo-image.sh $(BUILD)
+endif
+
+## image: the firmware image FLAVOR (tpm, pkcs11, debug) for ARCH (amd64, arm64) into build/images
+FLAVOR ?= tpm
+ARCH   ?= amd64
+image: deps
+	@PATH="$$PATH:/usr/sbin:/sbin" initramfs/build.sh $(FLAVOR) $(ARCH) $(BUILD)
+
+## images: every flavor for amd64, and tpm and debug for arm64
+images: deps
+	@for fa in tpm/amd64 pkcs11/amd64 debug/amd64 tpm/arm64 debug/arm64; do \
+	  PATH="$$PATH:/usr/sbin:/sbin" initramfs/build.sh $${fa%/*} $${fa#*/} $(BUILD) || exit 1; \
+	done
 
 ## bench: router micro-benchmarks; TLS handshakes by key backend (file, swtpm,
 ## SoftHSM2) and signatures per backend; then ggcore against mosquitto under the same load

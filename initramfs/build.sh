@@ -69,7 +69,8 @@ shell=(-defaultsh "")
 case "$flavor" in
   pkcs11)
     # u-root adds the module's shared libraries (ldd) and those of ggcore.
-    files+=(-files "/usr/lib/softhsm/libsofthsm2.so:usr/lib/softhsm/libsofthsm2.so")
+    # Debian's path is a relative symlink: add the file it names.
+    files+=(-files "$(readlink -f /usr/lib/softhsm/libsofthsm2.so):usr/lib/softhsm/libsofthsm2.so")
     ;;
   debug)
     for c in gosh ls cat cp dmesg mount ps ip free df hexdump grep mkdir rm ln uname; do
@@ -81,7 +82,10 @@ esac
 
 step "assembling the initramfs with u-root"
 cpio="$stage/image.cpio"
-(cd "$root" && GOOS=linux GOARCH=$arch CGO_ENABLED=0 go tool u-root -o "$cpio" -initcmd gginit -uinitcmd="" \
+# u-root itself runs here, so it is built for this machine; GOARCH then
+# tells it what to build the image's commands for.
+(cd "$root" && env -u GOARCH -u GOOS go build -o "$stage/u-root" github.com/u-root/u-root)
+(cd "$root" && GOOS=linux GOARCH=$arch CGO_ENABLED=0 "$stage/u-root" -o "$cpio" -initcmd gginit -uinitcmd="" \
   "${shell[@]}" "${files[@]}" "${cmds[@]}" 2>"$stage/u-root.log") || {
   cat "$stage/u-root.log" >&2
   exit 1

@@ -16,7 +16,8 @@ tpmstate=${6:-}
 accel=(-accel tcg)
 if [ "${GGCORE_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=(-accel kvm); fi
 net=(-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8883")
-common=(-m 512 -nographic -no-reboot -kernel "$kernel" -initrd "$image" "${net[@]}")
+# The serial console on stdio with signals on: Ctrl-C stops QEMU.
+common=(-m 512 -display none -serial stdio -monitor none -no-reboot -kernel "$kernel" -initrd "$image" "${net[@]}")
 drive=()
 if [ "$disk" != none ]; then
   drive=(-drive "file=$disk,if=none,id=data,format=raw" -device virtio-blk-pci,drive=data)

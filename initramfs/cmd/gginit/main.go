@@ -34,6 +34,7 @@ const (
 	configPath  = dataDir + "/config/config.json"
 	ggcoreBin   = "/bin/ggcore"
 	modulesList = "/etc/gginit/modules" // kernel modules to load, one name a line, in order
+	softhsmConf = dataDir + "/config/softhsm2.conf"
 )
 
 // Defaults for QEMU's user networking.
@@ -239,6 +240,9 @@ func supervise() {
 		cmd := exec.Command(ggcoreBin, "--config", configPath)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		cmd.Env = []string{"PATH=/bin", "HOME=/tmp"}
+		if _, err := os.Stat(softhsmConf); err == nil {
+			cmd.Env = append(cmd.Env, "SOFTHSM2_CONF="+softhsmConf) // the pkcs11 flavor's token
+		}
 		err := cmd.Run()
 		ran := time.Since(start)
 		if ran > stableRun {

@@ -1,0 +1,122 @@
+package qemu
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTPMImage boots the tpm image (x86_64) with the core's keys inside
+// swtpm: a device connects over mutual TLS through hostfwd, a routed
+// message arrives and an unrouted one does not, and no plaintext key is
+// on the disk. After a power cut it boots again on the same disk and TPM
+// state, with the same identity, and serves again.
+func TestTPMImage(t *testing.T) {
+	initrd, kernel := image(t, "tpm", "amd64")
+	b := provision(t, "tpm2")
+	disk := b.disk(t, nil)
+	assertNoPlaintextKeys(t, disk)
+	certBefore := sha256File(t, filepath.Join(b.dir, "certs", "core.cert.pem"))
+
+	for _, round := range []string{"first boot", "after a power cut"} {
+		v := boot(t, "amd64", initrd, kernel, disk, b.tpm.Dir)
+		ready := v.waitFor(t, "ggcore ready", bootTimeout)
+		t.Logf("%s: QEMU start to ggcore ready: %v", round, ready.Round(time.Millisecond))
+		for _, p := range []string{"IoTCertificate", "MQTTServerCertificate", "SecretsManager"} {
+			if !strings.Contains(v.console.String(), "principal="+p+" store=tpm") {
+				t.Errorf("%s: the console does not show the %s key opened in the TPM:\n%s", round, p, v.console)
+			}
+		}
+		assertRouting(t, b, v)
+		t.Logf("%s: QEMU start to a routed message: %v", round, time.Since(v.started).Round(time.Millisecond))
+		v.stop()
+	}
+	if sha256File(t, filepath.Join(b.dir, "certs", "core.cert.pem")) != certBefore {
+		t.Error("the core's certificate changed across the reboot")
+	}
+}
+
+// TestBootRefusals: a missing data disk and a bad config each stop the
+// boot with a clear console message, not a crash loop.
+func TestBootRefusals(t *testing.T) {
+	initrd, kernel := image(t, "tpm", "amd64")
+	t.Run("no data disk", func(t *testing.T) {
+		v := boot(t, "amd64", initrd, kernel, "none", "")
+		v.waitFor(t, "STOPPED: no data partition", bootTimeout)
+	})
+	t.Run("bad config", func(t *testing.T) {
+		b := provision(t, "file")
+		disk := b.disk(t, func(cfg map[string]any) {
+			cfg["coreThing"].(map[string]any)["ggMqttPort"] = 70000
+		})
+		v := boot(t, "amd64", initrd, kernel, disk, "")
+		v.waitFor(t, "refused to start", bootTimeout)
+		if c := v.console.String(); !strings.Contains(c, "coreThing.ggMqttPort") {
+			t.Errorf("the console does not name coreThing.ggMqttPort:\n%s", c)
+		}
+	})
+}
+
+// TestArm64Image boots the tpm-flavor arm64 build with file keys (Debian's
+// arm64 kernel has no platform TPM driver) to ggcore ready and a routed
+// message.
+func TestArm64Image(t *testing.T) {
+	initrd, kernel := image(t, "tpm", "arm64")
+	b := provision(t, "file")
+	v := boot(t, "arm64", initrd, kernel, b.disk(t, nil), "")
+	ready := v.waitFor(t, "ggcore ready", bootTimeout)
+	t.Logf("arm64: QEMU start to ggcore ready: %v", ready.Round(time.Millisecond))
+	assertRouting(t, b, v)
+}
+
+// TestPKCS11Image boots the pkcs11 image with a SoftHSM2 token on its data
+// disk holding the core's keys, and repeats the connection test.
+func TestPKCS11Image(t *testing.T) {
+	b := provision(t, "pkcs11")
+	initrd, kernel := image(t, "pkcs11", "amd64")
+	disk := b.disk(t, nil)
+	v := boot(t, "amd64", initrd, kernel, disk, "")
+	v.waitFor(t, "ggcore ready", bootTimeout)
+	if !strings.Contains(v.console.String(), "principal=IoTCertificate store=pkcs11") {
+		t.Errorf("the console does not show the identity key opened in the token:\n%s", v.console)
+	}
+	assertRouting(t, b, v)
+}
+
+// TestImageReproducible builds the tpm image twice and compares the bytes,
+// and checks its manifest.
+func TestImageReproducible(t *testing.T) {
+	first, _ := image(t, "tpm", "amd64")
+	other := t.TempDir()
+	os.Symlink(filepath.Join(e.build, "kernel"), filepath.Join(other, "kernel"))
+	if err := buildImage(other, "tpm", "amd64"); err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(other, "images", "ggcore-tpm-amd64.cpio.xz")
+	if a, b := sha256File(t, first), sha256File(t, second); a != b {
+		t.Errorf("two builds of one commit differ: %s vs %s", a, b)
+	}
+	data, err := os.ReadFile(filepath.Join(other, "images", "ggcore-tpm-amd64.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Flavor           string `json:"flavor"`
+		Arch             string `json:"arch"`
+		Commit           string `json:"commit"`
+		SHA256           string `json:"sha256"`
+		Size             int64  `json:"size"`
+		UncompressedSize int64  `json:"uncompressed_size"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("manifest: %v\n%s", err, data)
+	}
+	if m.Flavor != "tpm" || m.Arch != "amd64" || m.Commit == "" || m.SHA256 != sha256File(t, second) {
+		t.Errorf("manifest %+v does not describe the image", m)
+	}
+	info, _ := os.Stat(second)
+	t.Logf("tpm/amd64 image: %d KiB compressed, %d KiB uncompressed", info.Size()/1024, m.UncompressedSize/1024)
+}
