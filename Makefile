@@ -57,6 +57,7 @@ bench: deps build
 	$(GO) test -run NONE -bench . -benchmem ./core/router
 	$(GO) test -run NONE -bench Handshake -benchtime 2s ./tests/bench
 	$(GO) test -run NONE -bench Sign ./tpm ./hsm
+	$(GO) test -run NONE -bench Boot -benchtime 5x -timeout 30m ./tests/qemu
 	$(BIN)/ggbench --ggprov $(BIN)/ggprov --ggcore $(BIN)/ggcore
 
 ## fuzz: run every fuzz target (func FuzzXxx in *_test.go) for FUZZTIME each (default 30s)

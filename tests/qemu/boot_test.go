@@ -39,13 +39,22 @@ func TestTPMImage(t *testing.T) {
 	}
 }
 
-// TestBootRefusals: a missing data disk and a bad config each stop the
-// boot with a clear console message, not a crash loop.
+// TestBootRefusals: a missing data disk, a missing TPM and a bad config
+// each stop the boot with a clear console message, not a silent crash
+// loop.
 func TestBootRefusals(t *testing.T) {
 	initrd, kernel := image(t, "tpm", "amd64")
 	t.Run("no data disk", func(t *testing.T) {
 		v := boot(t, "amd64", initrd, kernel, "none", "")
 		v.waitFor(t, "STOPPED: no data partition", bootTimeout)
+	})
+	t.Run("no TPM", func(t *testing.T) {
+		b := provision(t, "tpm2")
+		v := boot(t, "amd64", initrd, kernel, b.disk(t, nil), "") // no swtpm attached
+		v.waitFor(t, "refused to start", bootTimeout)
+		if c := v.console.String(); !strings.Contains(c, "TPM unreachable") || !strings.Contains(c, "/dev/tpmrm0") {
+			t.Errorf("the console does not say the TPM /dev/tpmrm0 is unreachable:\n%s", c)
+		}
 	})
 	t.Run("bad config", func(t *testing.T) {
 		b := provision(t, "file")

@@ -78,7 +78,7 @@ var images = struct {
 
 // image builds (once) FLAVOR/ARCH into the shared build directory and
 // returns the paths of the initramfs and the kernel.
-func image(t *testing.T, flavor, arch string) (initrd, kernel string) {
+func image(t testing.TB, flavor, arch string) (initrd, kernel string) {
 	t.Helper()
 	requireTools(t, arch)
 	images.Lock()
@@ -107,7 +107,7 @@ func buildImage(build, flavor, arch string) error {
 	return nil
 }
 
-func requireTools(t *testing.T, arch string) {
+func requireTools(t testing.TB, arch string) {
 	t.Helper()
 	for _, p := range []string{"xz", "mke2fs", "depmod", "debugfs", "swtpm", "mosquitto_pub", "mosquitto_sub"} {
 		testtool.Require(t, p)
@@ -128,7 +128,7 @@ type bundle struct {
 	token   *testtool.Token
 }
 
-func provision(t *testing.T, keyStore string) *bundle {
+func provision(t testing.TB, keyStore string) *bundle {
 	t.Helper()
 	b := &bundle{dir: filepath.Join(t.TempDir(), "bundle")}
 	args := []string{"init", "--dir", b.dir, "--core", "gw", "--device", "sensor", "--device", "display", "--device", "other",
@@ -154,7 +154,7 @@ func provision(t *testing.T, keyStore string) *bundle {
 
 // disk builds the data disk from the bundle (config edited by edit, if
 // not nil).
-func (b *bundle) disk(t *testing.T, edit func(cfg map[string]any)) string {
+func (b *bundle) disk(t testing.TB, edit func(cfg map[string]any)) string {
 	t.Helper()
 	if edit != nil {
 		path := filepath.Join(b.dir, "config.json")
@@ -180,7 +180,7 @@ func (b *bundle) disk(t *testing.T, edit func(cfg map[string]any)) string {
 	return img
 }
 
-func readConfValue(t *testing.T, path, key string) string {
+func readConfValue(t testing.TB, path, key string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func readConfValue(t *testing.T, path, key string) string {
 	return ""
 }
 
-func run(t *testing.T, name string, args ...string) {
+func run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -202,16 +202,41 @@ func run(t *testing.T, name string, args ...string) {
 	}
 }
 
-// console collects a VM's serial console.
+// console collects a VM's serial console, noting when each part came.
 type console struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	marks []mark
+}
+
+// mark says that the console held end bytes at time at.
+type mark struct {
+	at  time.Time
+	end int
 }
 
 func (c *console) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.buf.Write(p)
+	n, err := c.buf.Write(p)
+	c.marks = append(c.marks, mark{time.Now(), c.buf.Len()})
+	return n, err
+}
+
+// seenAt returns when the console first showed want.
+func (c *console) seenAt(want string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := strings.Index(c.buf.String(), want)
+	if i < 0 {
+		return time.Time{}, false
+	}
+	for _, m := range c.marks {
+		if m.end >= i+len(want) {
+			return m.at, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (c *console) String() string {
@@ -231,7 +256,7 @@ type vm struct {
 
 // boot starts QEMU on the image with disk ("none" for no disk) and, if
 // tpmState is not "", a swtpm with that state.
-func boot(t *testing.T, arch, initrd, kernel, disk, tpmState string) *vm {
+func boot(t testing.TB, arch, initrd, kernel, disk, tpmState string) *vm {
 	t.Helper()
 	v := &vm{console: &console{}, exited: make(chan struct{}), port: testtool.FreePort(t)}
 	args := []string{arch, initrd, kernel, disk, strconv.Itoa(v.port)}
@@ -258,12 +283,12 @@ func (v *vm) stop() {
 
 // waitFor waits until the console shows want, and returns how long after
 // QEMU started it did.
-func (v *vm) waitFor(t *testing.T, want string, timeout time.Duration) time.Duration {
+func (v *vm) waitFor(t testing.TB, want string, timeout time.Duration) time.Duration {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if strings.Contains(v.console.String(), want) {
-			return time.Since(v.started)
+		if at, ok := v.console.seenAt(want); ok {
+			return at.Sub(v.started)
 		}
 		select {
 		case <-v.exited:
@@ -286,7 +311,7 @@ func (b *bundle) mosq(v *vm, dev string) []string {
 
 // assertRouting: display subscribes to sensors/#; other's publish (no
 // route) does not arrive, sensor's (routed) does, in that order.
-func assertRouting(t *testing.T, b *bundle, v *vm) {
+func assertRouting(t testing.TB, b *bundle, v *vm) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -343,7 +368,7 @@ func assertRouting(t *testing.T, b *bundle, v *vm) {
 
 // assertNoPlaintextKeys dumps the data disk and fails on any plaintext
 // private key in it.
-func assertNoPlaintextKeys(t *testing.T, disk string) {
+func assertNoPlaintextKeys(t testing.TB, disk string) {
 	t.Helper()
 	dump := t.TempDir()
 	run(t, "debugfs", "-R", "rdump / "+dump, disk)
@@ -372,11 +397,30 @@ func assertNoPlaintextKeys(t *testing.T, disk string) {
 	}
 }
 
-func sha256File(t *testing.T, path string) string {
+func sha256File(t testing.TB, path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
+}
+
+// firstConnection tries a device connection (mosquitto_pub as sensor)
+// from now on, every 100 ms, and returns when the first one was accepted,
+// counted from QEMU's start.
+func (v *vm) firstConnection(t testing.TB, b *bundle) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(bootTimeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := exec.CommandContext(ctx, "mosquitto_pub", append(b.mosq(v, "sensor"), "-t", "sensors/sensor/boot", "-m", "up")...).Run()
+		cancel()
+		if err == nil {
+			return time.Since(v.started)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no device connection accepted within %v:\n%s", bootTimeout, v.console)
+	return 0
 }

@@ -16,6 +16,7 @@ declare -A need=(
   [depmod]=kmod
   [xz]=xz-utils
   [mke2fs]=e2fsprogs
+  [debugfs]=e2fsprogs
   [qemu-system-x86_64]=qemu-system-x86
   [qemu-system-aarch64]=qemu-system-arm
 )

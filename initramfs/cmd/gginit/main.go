@@ -117,8 +117,13 @@ func mountKernelFS() error {
 // cmdline returns the kernel command line's key=value settings.
 func cmdline() map[string]string {
 	data, _ := os.ReadFile("/proc/cmdline")
+	return parseCmdline(string(data))
+}
+
+// parseCmdline returns the key=value words of a kernel command line.
+func parseCmdline(line string) map[string]string {
 	m := make(map[string]string)
-	for _, f := range strings.Fields(string(data)) {
+	for _, f := range strings.Fields(line) {
 		if k, v, ok := strings.Cut(f, "="); ok {
 			m[k] = v
 		}
@@ -243,7 +248,11 @@ func supervise() {
 		if _, err := os.Stat(softhsmConf); err == nil {
 			cmd.Env = append(cmd.Env, "SOFTHSM2_CONF="+softhsmConf) // the pkcs11 flavor's token
 		}
-		err := cmd.Run()
+		var err error
+		if err = cmd.Start(); err == nil {
+			go reportMemory(cmd.Process.Pid, 10*time.Second)
+			err = cmd.Wait()
+		}
 		ran := time.Since(start)
 		if ran > stableRun {
 			backoff = firstBackoff
@@ -251,6 +260,21 @@ func supervise() {
 		say("ggcore exited after %s: %s; restarting in %s", ran.Round(time.Millisecond), exitReason(err), backoff)
 		time.Sleep(backoff)
 		backoff = min(2*backoff, lastBackoff)
+	}
+}
+
+// reportMemory logs ggcore's resident memory once, after a while, so that
+// a console shows what the core costs.
+func reportMemory(pid int, after time.Duration) {
+	time.Sleep(after)
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return // it has exited; supervise says so
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			say("ggcore resident memory after %s: %s", after, strings.TrimSpace(v))
+		}
 	}
 }
 

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestSettings(t *testing.T) {
+	args := parseCmdline("console=ttyS0 panic=-1 quiet ggcore.ip=192.168.7.2/24 ggcore.gw=\n")
+	tests := []struct{ key, def, want string }{
+		{"ggcore.ip", defaultIP, "192.168.7.2/24"},
+		{"ggcore.gw", defaultGW, defaultGW}, // empty: the default
+		{"ggcore.disk", defaultDisk, defaultDisk},
+		{"console", "", "ttyS0"},
+	}
+	for _, tt := range tests {
+		if got := setting(args, tt.key, tt.def); got != tt.want {
+			t.Errorf("setting(%s) = %q, want %q", tt.key, got, tt.want)
+		}
+	}
+}
+
+func TestExitReason(t *testing.T) {
+	tests := []struct {
+		name, script, want string
+	}{
+		{"stopped", "exit 0", "exit status 0"},
+		{"refused to start", "exit 1", "refused to start; its error is above"},
+		{"crashed", "exit 2", "exit status 2"},
+		{"killed", "kill -9 $$", "killed by signal killed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := exec.Command("sh", "-c", tt.script).Run()
+			if got := exitReason(err); !strings.Contains(got, tt.want) {
+				t.Errorf("exitReason = %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}
