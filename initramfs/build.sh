@@ -41,7 +41,8 @@ want=(virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4)
 moddir="$kdir/lib/modules/$release"
 mkdir -p "$stage/modules/$release"
 cp "$moddir/modules.builtin" "$stage/modules/$release/"
-printf '%s\n' "${want[@]}" >"$stage/modules.list"
+# gginit loads each line's modules in order, and the lines side by side.
+printf '%s\n' "virtio_pci virtio_blk virtio_net virtio_rng" "crc32c_generic ext4" >"$stage/modules.list"
 : >"$stage/modules/$release/modules.dep"
 for m in "${want[@]}"; do
   line=$(awk -v m="$m" '{ f=$1; sub(":$", "", f); n=f; sub(".*/", "", n); sub("\\.ko.*$", "", n); gsub("-", "_", n); if (n == m) { print; exit } }' "$moddir/modules.dep")

@@ -17,7 +17,7 @@ accel=(-accel tcg)
 if [ "${GGCORE_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=(-accel kvm); fi
 net=(-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8883")
 # The serial console on stdio with signals on: Ctrl-C stops QEMU.
-common=(-m 512 -display none -serial stdio -monitor none -no-reboot -kernel "$kernel" -initrd "$image" "${net[@]}")
+common=(-m 512 -smp 2 -display none -serial stdio -monitor none -no-reboot -kernel "$kernel" -initrd "$image" "${net[@]}")
 drive=()
 if [ "$disk" != none ]; then
   drive=(-drive "file=$disk,if=none,id=data,format=raw" -device virtio-blk-pci,drive=data)
@@ -25,12 +25,12 @@ fi
 case "$arch" in
   amd64)
     cmd=(qemu-system-x86_64 -machine q35 "${accel[@]}" "${common[@]}"
-      "${drive[@]}" -device virtio-net-pci,netdev=n0
+      "${drive[@]}" -device virtio-net-pci,netdev=n0 -device virtio-rng-pci
       -append "console=ttyS0 panic=-1 quiet")
     ;;
   arm64)
     cmd=(qemu-system-aarch64 -machine virt -cpu cortex-a57 "${accel[@]}" "${common[@]}"
-      "${drive[@]}" -device virtio-net-pci,netdev=n0
+      "${drive[@]}" -device virtio-net-pci,netdev=n0 -device virtio-rng-pci
       -append "console=ttyAMA0 panic=-1 quiet")
     ;;
   *) echo "qemu: unknown arch $arch" >&2; exit 2 ;;

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,7 +34,7 @@ const (
 	dataDir     = "/greengrass"
 	configPath  = dataDir + "/config/config.json"
 	ggcoreBin   = "/bin/ggcore"
-	modulesList = "/etc/gginit/modules" // kernel modules to load, one name a line, in order
+	modulesList = "/etc/gginit/modules" // kernel modules to load: a line a group, names in order
 	softhsmConf = dataDir + "/config/softhsm2.conf"
 )
 
@@ -139,6 +140,8 @@ func setting(args map[string]string, key, def string) string {
 }
 
 // loadModules loads the modules the image lists, with their dependencies.
+// The list's lines are groups that share no module: they load at the same
+// time (module signature checks are the slow part of an emulated boot).
 func loadModules() {
 	data, err := os.ReadFile(modulesList)
 	if errors.Is(err, os.ErrNotExist) {
@@ -148,19 +151,30 @@ func loadModules() {
 		say("kernel modules: %v", err)
 		return
 	}
-	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
-	if err != nil {
-		say("kernel modules: %v", err)
-		return
+	var (
+		mu     sync.Mutex
+		loaded []string
+		wg     sync.WaitGroup
+	)
+	for _, group := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		wg.Go(func() {
+			prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+			if err != nil {
+				say("kernel modules: %v", err)
+				return
+			}
+			for _, name := range strings.Fields(group) {
+				if err := prober.Probe(name, ""); err != nil && !errors.Is(err, unix.EEXIST) {
+					say("kernel module %s: %v", name, err)
+					continue
+				}
+				mu.Lock()
+				loaded = append(loaded, name)
+				mu.Unlock()
+			}
+		})
 	}
-	var loaded []string
-	for _, name := range strings.Fields(string(data)) {
-		if err := prober.Probe(name, ""); err != nil && !errors.Is(err, unix.EEXIST) {
-			say("kernel module %s: %v", name, err)
-			continue
-		}
-		loaded = append(loaded, name)
-	}
+	wg.Wait()
 	say("kernel modules loaded: %s", strings.Join(loaded, " "))
 }
 
