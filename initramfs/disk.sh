@@ -9,6 +9,7 @@
 #                                    /greengrass/config/softhsm2.conf and the PIN file
 # The private keys of the devices are left out: they belong on the devices.
 set -euo pipefail
+PATH="$PATH:/usr/sbin:/sbin" # mke2fs
 bundle=${1:?usage: disk.sh BUNDLE OUT.img [SIZE]}
 img=${2:?usage: disk.sh BUNDLE OUT.img [SIZE]}
 size=${3:-64M}

@@ -3,6 +3,7 @@
 # with `apt-get download` into OUT (cached by package version) and prints
 # the directory that holds vmlinuz, config and lib/modules/<release>.
 set -euo pipefail
+PATH="$PATH:/usr/sbin:/sbin" # depmod
 arch=${1:?usage: kernel.sh amd64|arm64 OUTDIR}
 out=${2:?usage: kernel.sh amd64|arm64 OUTDIR}
 case "$arch" in amd64 | arm64) ;; *) echo "kernel: unknown arch $arch (want amd64 or arm64)" >&2; exit 2 ;; esac

@@ -371,7 +371,7 @@ func assertRouting(t testing.TB, b *bundle, v *vm) {
 func assertNoPlaintextKeys(t testing.TB, disk string) {
 	t.Helper()
 	dump := t.TempDir()
-	run(t, "debugfs", "-R", "rdump / "+dump, disk)
+	run(t, testtool.Require(t, "debugfs"), "-R", "rdump / "+dump, disk)
 	found := 0
 	filepath.WalkDir(dump, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
