@@ -50,6 +50,7 @@ if [ -n "$tpmstate" ]; then
     --log file="$tpmstate/swtpm.log",level=1 &
   swtpm_pid=$!
   for _ in $(seq 100); do [ -S "$ctrl" ] && break; sleep 0.05; done
-  cmd+=(-chardev "socket,id=chrtpm,path=$ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0)
+  # GGCORE_TPM_IF=crb attaches the TPM through CRB instead of TIS.
+  cmd+=(-chardev "socket,id=chrtpm,path=$ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm -device "tpm-${GGCORE_TPM_IF:-tis},tpmdev=tpm0")
 fi
 "${cmd[@]}"
