@@ -1,0 +1,154 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/tools/ggcloud/store"
+)
+
+// The seed's connectivity statement for core "gw", and a device policy
+// that only discovers.
+const (
+	corePolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+ "Action":["greengrass:GetConnectivityInfo","greengrass:UpdateConnectivityInfo"],
+ "Resource":["arn:aws:iot:us-east-1:123456789012:thing/gw"]}]}`
+	devicePolicy = `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"greengrass:Discover",
+ "Resource":"arn:aws:iot:us-east-1:123456789012:thing/${iot:Connection.Thing.ThingName}"}}`
+)
+
+// fixture is an API over mutual TLS with a registered core (gw), a
+// registered device (sensor) and an unregistered certificate.
+type fixture struct {
+	url                 string
+	core, device, stray *http.Client
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ca, err := pki.NewCA("ggcloud test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	client := func(thing, pol string) *http.Client {
+		key, err := keys.Generate(keys.ECP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.Issue(key.Public(), pki.Leaf{CommonName: thing, Usage: pki.ClientAuth, NotAfter: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pol != "" {
+			sum := sha256.Sum256(cert.Raw)
+			id := hex.EncodeToString(sum[:])
+			if err := st.CreateThing(store.Thing{Name: thing, ARN: "arn:aws:iot:us-east-1:123456789012:thing/" + thing}); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.RegisterCertificate(store.Certificate{ID: id, Thing: thing}); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.PutPolicy(thing+"-policy", []byte(pol)); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.AttachPolicy(thing+"-policy", id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.Cert)
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: roots, Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key}},
+		}}}
+	}
+	f := &fixture{}
+	f.core, f.device, f.stray = client("gw", corePolicy), client("sensor", devicePolicy), client("stray", "")
+
+	srvKey, _ := keys.Generate(keys.ECP256)
+	srvCert, err := ca.Issue(srvKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	srv := httptest.NewUnstartedServer((&Server{Store: st, Region: "us-east-1", Account: "123456789012"}).Handler())
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{srvCert.Raw}, PrivateKey: srvKey}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+func call(t *testing.T, c *http.Client, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestConnectivityInfo(t *testing.T) {
+	f := newFixture(t)
+	path := f.url + "/greengrass/things/gw/connectivityInfo"
+	put := `{"ConnectivityInfo":[{"Id":"lan","HostAddress":"192.168.1.20","PortNumber":8883,"Metadata":""}]}`
+	tests := []struct {
+		name        string
+		client      *http.Client
+		method, url string
+		body        string
+		code        int
+		want        string
+	}{
+		{"core reads its empty info", f.core, "GET", path, "", 200, `"ConnectivityInfo":[]`},
+		{"core updates its info", f.core, "PUT", path, put, 200, "192.168.1.20"},
+		{"core reads it back", f.core, "GET", path, "", 200, `"HostAddress":"192.168.1.20"`},
+		{"core may not touch another thing", f.core, "PUT", f.url + "/greengrass/things/sensor/connectivityInfo", put, 403,
+			"greengrass:UpdateConnectivityInfo on arn:aws:iot:us-east-1:123456789012:thing/sensor"},
+		{"device with a discovery-only policy", f.device, "GET", path, "", 403, "no policy allows greengrass:GetConnectivityInfo"},
+		{"unregistered certificate", f.stray, "GET", path, "", 403, "is not registered"},
+		{"bad body", f.core, "PUT", path, `{"Connectivity":[]}`, 400, "unknown field"},
+		{"bad port", f.core, "PUT", path, `{"ConnectivityInfo":[{"HostAddress":"h","PortNumber":0}]}`, 400, "PortNumber"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := call(t, tt.client, tt.method, tt.url, tt.body)
+			if code != tt.code || !strings.Contains(body, tt.want) {
+				t.Errorf("%s %s = %d %s; want %d with %q", tt.method, tt.url, code, body, tt.code, tt.want)
+			}
+			if code != 200 {
+				var e struct{ Message string }
+				if json.Unmarshal([]byte(body), &e) != nil || e.Message == "" {
+					t.Errorf("error body %q is not {\"message\":...}", body)
+				}
+			}
+		})
+	}
+	// A refused update changed nothing.
+	if _, body := call(t, f.core, "GET", path, ""); !strings.Contains(body, "192.168.1.20") {
+		t.Errorf("after refused updates: %s", body)
+	}
+}
