@@ -4,7 +4,8 @@
 // must allow the call's action on its resource, or the answer is 403
 // naming both.
 //
-// Served so far: GET and PUT /greengrass/things/{thing}/connectivityInfo.
+// Served so far: the Discovery API (GET /greengrass/discover/thing/{thing})
+// and GET and PUT /greengrass/things/{thing}/connectivityInfo.
 package api
 
 import (
@@ -34,6 +35,7 @@ type Server struct {
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /greengrass/discover/thing/{thing}", s.discover)
 	mux.HandleFunc("GET /greengrass/things/{thing}/connectivityInfo", s.getConnectivity)
 	mux.HandleFunc("PUT /greengrass/things/{thing}/connectivityInfo", s.putConnectivity)
 	return mux
@@ -116,6 +118,50 @@ func (s *Server) putConnectivity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// Discovery response, in v1's shape: PascalCase keys, camelCase thingArn.
+type (
+	discoverResponse struct {
+		GGGroups []discoverGroup `json:"GGGroups"`
+	}
+	discoverGroup struct {
+		GGGroupId string         `json:"GGGroupId"`
+		Cores     []discoverCore `json:"Cores"`
+		CAs       []string       `json:"CAs"`
+	}
+	discoverCore struct {
+		ThingArn     string           `json:"thingArn"`
+		Connectivity []store.Endpoint `json:"Connectivity"`
+	}
+)
+
+// discover answers the Discovery API: the groups the thing belongs to,
+// each with its core's endpoints and the group CAs.
+func (s *Server) discover(w http.ResponseWriter, r *http.Request) {
+	thing := r.PathValue("thing")
+	if !s.authorize(w, r, "greengrass:Discover", s.thingARN(thing)) {
+		return
+	}
+	groups, err := s.Store.GroupsOf(thing)
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	resp := discoverResponse{GGGroups: []discoverGroup{}}
+	for _, g := range groups {
+		eps, err := s.Store.Connectivity(g.Core)
+		if err != nil {
+			storeError(w, err)
+			return
+		}
+		resp.GGGroups = append(resp.GGGroups, discoverGroup{
+			GGGroupId: g.ID,
+			Cores:     []discoverCore{{ThingArn: s.thingARN(g.Core), Connectivity: eps}},
+			CAs:       g.CAs,
+		})
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // storeError answers a store failure: 404 for what does not exist, 400

@@ -33,8 +33,8 @@ const (
 // fixture is an API over mutual TLS with a registered core (gw), a
 // registered device (sensor) and an unregistered certificate.
 type fixture struct {
-	url                 string
-	core, device, stray *http.Client
+	url                        string
+	core, device, stray, other *http.Client
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -81,6 +81,18 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{}
 	f.core, f.device, f.stray = client("gw", corePolicy), client("sensor", devicePolicy), client("stray", "")
+	f.other = client("lamp", devicePolicy) // a device of another group
+	if err := st.CreateThing(store.Thing{Name: "gw2"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []store.Group{
+		{ID: "group-1", Core: "gw", Devices: []string{"sensor"}, CAs: []string{"-----BEGIN CERTIFICATE-----\ngroup1\n"}},
+		{ID: "group-2", Core: "gw2", Devices: []string{"lamp"}, CAs: []string{"-----BEGIN CERTIFICATE-----\ngroup2\n"}},
+	} {
+		if err := st.PutGroup(g); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	srvKey, _ := keys.Generate(keys.ECP256)
 	srvCert, err := ca.Issue(srvKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
@@ -150,5 +162,53 @@ func TestConnectivityInfo(t *testing.T) {
 	// A refused update changed nothing.
 	if _, body := call(t, f.core, "GET", path, ""); !strings.Contains(body, "192.168.1.20") {
 		t.Errorf("after refused updates: %s", body)
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	f := newFixture(t)
+	put := `{"ConnectivityInfo":[{"Id":"lan","HostAddress":"192.168.1.20","PortNumber":8883,"Metadata":""}]}`
+	if code, body := call(t, f.core, "PUT", f.url+"/greengrass/things/gw/connectivityInfo", put); code != 200 {
+		t.Fatalf("update connectivity: %d %s", code, body)
+	}
+	code, body := call(t, f.device, "GET", f.url+"/greengrass/discover/thing/sensor", "")
+	if code != 200 {
+		t.Fatalf("discover: %d %s", code, body)
+	}
+	var resp struct {
+		GGGroups []struct {
+			GGGroupId string
+			Cores     []struct {
+				ThingArn     string `json:"thingArn"`
+				Connectivity []struct {
+					HostAddress string
+					PortNumber  int
+				}
+			}
+			CAs []string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if len(resp.GGGroups) != 1 || resp.GGGroups[0].GGGroupId != "group-1" || len(resp.GGGroups[0].Cores) != 1 ||
+		resp.GGGroups[0].Cores[0].ThingArn != "arn:aws:iot:us-east-1:123456789012:thing/gw" ||
+		len(resp.GGGroups[0].Cores[0].Connectivity) != 1 || resp.GGGroups[0].Cores[0].Connectivity[0].HostAddress != "192.168.1.20" ||
+		len(resp.GGGroups[0].CAs) != 1 || !strings.Contains(resp.GGGroups[0].CAs[0], "group1") {
+		t.Errorf("discovery response %s does not describe group-1 and its core", body)
+	}
+	if !strings.Contains(body, `"thingArn"`) || !strings.Contains(body, `"GGGroups"`) {
+		t.Errorf("discovery response %s lacks v1's key spelling", body)
+	}
+	// A device may discover only itself: not another group's device.
+	if code, body := call(t, f.other, "GET", f.url+"/greengrass/discover/thing/sensor", ""); code != 403 || !strings.Contains(body, "greengrass:Discover") {
+		t.Errorf("lamp discovering sensor = %d %s; want 403 naming greengrass:Discover", code, body)
+	}
+	if code, body := call(t, f.other, "GET", f.url+"/greengrass/discover/thing/lamp", ""); code != 200 || !strings.Contains(body, "group-2") || strings.Contains(body, "group-1") {
+		t.Errorf("lamp discovering itself = %d %s; want group-2 only", code, body)
+	}
+	// The core's policy has no greengrass:Discover.
+	if code, _ := call(t, f.core, "GET", f.url+"/greengrass/discover/thing/gw", ""); code != 403 {
+		t.Errorf("core discovering = %d; want 403", code)
 	}
 }

@@ -32,6 +32,7 @@ var (
 	bCertificates = []byte("certificates") // certificate ID -> Certificate
 	bPolicies     = []byte("policies")     // policy name -> document JSON
 	bConnectivity = []byte("connectivity") // thing name -> []Endpoint
+	bGroups       = []byte("groups")       // group ID -> Group
 )
 
 // Thing is a registered thing (a core or a device).
@@ -58,6 +59,15 @@ type Endpoint struct {
 	Metadata    string `json:"Metadata"`
 }
 
+// Group is a Greengrass group as discovery sees it: its core, its
+// devices and its group CA certificates (PEM).
+type Group struct {
+	ID      string   `json:"id"`
+	Core    string   `json:"core"`    // the core's thing name
+	Devices []string `json:"devices"` // thing names
+	CAs     []string `json:"cas"`     // PEM certificates devices trust the core's server certificate by
+}
+
 // Store is an open state file. It is safe for concurrent use.
 type Store struct {
 	db *bolt.DB
@@ -78,7 +88,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bThings, bCertificates, bPolicies, bConnectivity} {
+		for _, b := range [][]byte{bThings, bCertificates, bPolicies, bConnectivity, bGroups} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -234,6 +244,42 @@ func (s *Store) Connectivity(thing string) ([]Endpoint, error) {
 		return nil
 	})
 	return eps, err
+}
+
+// PutGroup creates or replaces a group; its core and devices must be
+// registered things.
+func (s *Store) PutGroup(g Group) error {
+	if g.ID == "" || len(g.CAs) == 0 {
+		return fmt.Errorf("store: group %q: want an ID and at least one CA", g.ID)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		things := tx.Bucket(bThings)
+		for _, name := range append([]string{g.Core}, g.Devices...) {
+			if things.Get([]byte(name)) == nil {
+				return fmt.Errorf("store: group %s: thing %s: %w", g.ID, name, ErrNotFound)
+			}
+		}
+		return put(tx.Bucket(bGroups), g.ID, g)
+	})
+}
+
+// GroupsOf returns the groups a thing belongs to, as core or device, in
+// ID order.
+func (s *Store) GroupsOf(thing string) ([]Group, error) {
+	var groups []Group
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bGroups).ForEach(func(_, v []byte) error {
+			var g Group
+			if err := json.Unmarshal(v, &g); err != nil {
+				return err
+			}
+			if g.Core == thing || slices.Contains(g.Devices, thing) {
+				groups = append(groups, g)
+			}
+			return nil
+		})
+	})
+	return groups, err
 }
 
 func put(b *bolt.Bucket, key string, v any) error {

@@ -83,6 +83,8 @@ func TestRefusalsChangeNothing(t *testing.T) {
 		{"attach a missing policy", s.AttachPolicy("nope", coreCert), "policy nope", ErrNotFound},
 		{"bad endpoint", s.SetConnectivity("gw", []Endpoint{{HostAddress: "x", PortNumber: 0}}), "ConnectivityInfo[0]", nil},
 		{"connectivity of an unknown thing", s.SetConnectivity("nobody", nil), "thing nobody", ErrNotFound},
+		{"group with an unknown device", s.PutGroup(Group{ID: "g1", Core: "gw", Devices: []string{"nobody"}, CAs: []string{"pem"}}), "thing nobody", ErrNotFound},
+		{"group without a CA", s.PutGroup(Group{ID: "g1", Core: "gw"}), "at least one CA", nil},
 	}
 	for _, tt := range tests {
 		if tt.err == nil || !strings.Contains(tt.err.Error(), tt.want) || tt.is != nil && !errors.Is(tt.err, tt.is) {
@@ -94,6 +96,9 @@ func TestRefusalsChangeNothing(t *testing.T) {
 	}
 	if _, err := s.CallerOf(deviceCert); !errors.Is(err, ErrNotFound) {
 		t.Errorf("an unregistered certificate is a caller: %v", err)
+	}
+	if groups, err := s.GroupsOf("gw"); err != nil || len(groups) != 0 {
+		t.Errorf("groups after refused puts = %+v, %v; want none", groups, err)
 	}
 	if eps, err := s.Connectivity("gw"); err != nil || len(eps) != 0 {
 		t.Errorf("connectivity after a refused update = %+v, %v; want none", eps, err)
