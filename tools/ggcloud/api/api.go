@@ -4,19 +4,28 @@
 // must allow the call's action on its resource, or the answer is 403
 // naming both.
 //
-// Served so far: the Discovery API (GET /greengrass/discover/thing/{thing})
-// and GET and PUT /greengrass/things/{thing}/connectivityInfo.
+// Served so far: the Discovery API (GET /greengrass/discover/thing/{thing}),
+// GET and PUT /greengrass/things/{thing}/connectivityInfo, and
+// CreateCertificate (POST /greengrass/things/{thing}/certificate).
 package api
 
 import (
+	"cmp"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"time"
 
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/tools/ggcloud/policy"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
@@ -30,7 +39,13 @@ type Server struct {
 	Region  string
 	Account string
 	Log     *slog.Logger
+	// MinValidity is the shortest server-certificate validity a group may
+	// ask for: 7 days (v1's floor) when zero. Tests of rotation lower it.
+	MinValidity time.Duration
 }
+
+// maxValidity is v1's ceiling on the MQTT server certificate's validity.
+const maxValidity = 30 * 24 * time.Hour
 
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
@@ -38,6 +53,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /greengrass/discover/thing/{thing}", s.discover)
 	mux.HandleFunc("GET /greengrass/things/{thing}/connectivityInfo", s.getConnectivity)
 	mux.HandleFunc("PUT /greengrass/things/{thing}/connectivityInfo", s.putConnectivity)
+	mux.HandleFunc("POST /greengrass/things/{thing}/certificate", s.createCertificate)
 	return mux
 }
 
@@ -162,6 +178,86 @@ func (s *Server) discover(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// createCertificate signs the core's CSR with its group's CA
+// (SHA256-RSA), valid for the group's CertificateExpiryMs, for the CSR's
+// names and the core's connectivity addresses.
+func (s *Server) createCertificate(w http.ResponseWriter, r *http.Request) {
+	thing := r.PathValue("thing")
+	if !s.authorize(w, r, "greengrass:CreateCertificate", s.thingARN(thing)) {
+		return
+	}
+	var body struct{ Csr string }
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("body: %v; want {\"Csr\": PEM}", err))
+		return
+	}
+	block, _ := pem.Decode([]byte(body.Csr))
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		writeError(w, http.StatusBadRequest, "Csr: want a PEM CERTIFICATE REQUEST")
+		return
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Csr: %v", err))
+		return
+	}
+	g, err := s.Store.GroupOfCore(thing)
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	validity := time.Duration(g.CertificateExpiryMs) * time.Millisecond
+	minValidity := cmp.Or(s.MinValidity, 7*24*time.Hour)
+	if validity < minValidity || validity > maxValidity {
+		writeError(w, http.StatusConflict, fmt.Sprintf("group %s: CertificateExpiryInMilliseconds %d is outside %v to %v", g.ID, g.CertificateExpiryMs, minValidity, maxValidity))
+		return
+	}
+	ca, err := groupCA(g)
+	if err != nil {
+		s.log().Error("group CA unusable", "group", g.ID, "error", err)
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("group %s: its CA cannot sign", g.ID))
+		return
+	}
+	eps, err := s.Store.Connectivity(thing)
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	for _, e := range eps {
+		if ip := net.ParseIP(e.HostAddress); ip != nil {
+			if !slices.ContainsFunc(csr.IPAddresses, ip.Equal) {
+				csr.IPAddresses = append(csr.IPAddresses, ip)
+			}
+		} else if !slices.Contains(csr.DNSNames, e.HostAddress) {
+			csr.DNSNames = append(csr.DNSNames, e.HostAddress)
+		}
+	}
+	cert, err := ca.SignCSR(csr, pki.ServerAuth, time.Now().Add(validity))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.log().Info("MQTT server certificate issued", "core", thing, "group", g.ID, "not_after", cert.NotAfter)
+	writeJSON(w, http.StatusOK, map[string]string{
+		"CertificatePem": string(pki.EncodeCertificate(cert)),
+		"GroupCA":        g.CAs[0],
+		"ExpiresAt":      cert.NotAfter.UTC().Format(time.RFC3339),
+	})
+}
+
+// groupCA is the group's signing CA: its first CA certificate and its key.
+func groupCA(g store.Group) (*pki.CA, error) {
+	certs, err := pki.ParseCertificates([]byte(g.CAs[0]))
+	if err != nil {
+		return nil, err
+	}
+	key, err := keys.ParsePEM([]byte(g.CAKey))
+	if err != nil {
+		return nil, err
+	}
+	return &pki.CA{Cert: certs[0], Key: key}, nil
 }
 
 // storeError answers a store failure: 404 for what does not exist, 400

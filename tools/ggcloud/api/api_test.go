@@ -2,11 +2,14 @@ package api
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -25,7 +28,8 @@ import (
 const (
 	corePolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
  "Action":["greengrass:GetConnectivityInfo","greengrass:UpdateConnectivityInfo"],
- "Resource":["arn:aws:iot:us-east-1:123456789012:thing/gw"]}]}`
+ "Resource":["arn:aws:iot:us-east-1:123456789012:thing/gw"]},
+ {"Effect":"Allow","Action":["greengrass:AssumeRoleForGroup","greengrass:CreateCertificate"],"Resource":["*"]}]}`
 	devicePolicy = `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"greengrass:Discover",
  "Resource":"arn:aws:iot:us-east-1:123456789012:thing/${iot:Connection.Thing.ThingName}"}}`
 )
@@ -35,6 +39,7 @@ const (
 type fixture struct {
 	url                        string
 	core, device, stray, other *http.Client
+	groupCA                    *x509.Certificate
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -85,8 +90,18 @@ func newFixture(t *testing.T) *fixture {
 	if err := st.CreateThing(store.Thing{Name: "gw2"}); err != nil {
 		t.Fatal(err)
 	}
+	groupCA, err := pki.NewCA("group-1 CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.groupCA = groupCA.Cert
+	caKey, err := keys.MarshalPEM(groupCA.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, g := range []store.Group{
-		{ID: "group-1", Core: "gw", Devices: []string{"sensor"}, CAs: []string{"-----BEGIN CERTIFICATE-----\ngroup1\n"}},
+		{ID: "group-1", Core: "gw", Devices: []string{"sensor"}, CAs: []string{string(pki.EncodeCertificate(groupCA.Cert))},
+			CAKey: string(caKey), CertificateExpiryMs: 7 * 24 * 3600 * 1000},
 		{ID: "group-2", Core: "gw2", Devices: []string{"lamp"}, CAs: []string{"-----BEGIN CERTIFICATE-----\ngroup2\n"}},
 	} {
 		if err := st.PutGroup(g); err != nil {
@@ -194,7 +209,7 @@ func TestDiscovery(t *testing.T) {
 	if len(resp.GGGroups) != 1 || resp.GGGroups[0].GGGroupId != "group-1" || len(resp.GGGroups[0].Cores) != 1 ||
 		resp.GGGroups[0].Cores[0].ThingArn != "arn:aws:iot:us-east-1:123456789012:thing/gw" ||
 		len(resp.GGGroups[0].Cores[0].Connectivity) != 1 || resp.GGGroups[0].Cores[0].Connectivity[0].HostAddress != "192.168.1.20" ||
-		len(resp.GGGroups[0].CAs) != 1 || !strings.Contains(resp.GGGroups[0].CAs[0], "group1") {
+		len(resp.GGGroups[0].CAs) != 1 || !strings.Contains(resp.GGGroups[0].CAs[0], "BEGIN CERTIFICATE") {
 		t.Errorf("discovery response %s does not describe group-1 and its core", body)
 	}
 	if !strings.Contains(body, `"thingArn"`) || !strings.Contains(body, `"GGGroups"`) {
@@ -210,5 +225,71 @@ func TestDiscovery(t *testing.T) {
 	// The core's policy has no greengrass:Discover.
 	if code, _ := call(t, f.core, "GET", f.url+"/greengrass/discover/thing/gw", ""); code != 403 {
 		t.Errorf("core discovering = %d; want 403", code)
+	}
+}
+
+func TestCreateCertificate(t *testing.T) {
+	f := newFixture(t)
+	put := `{"ConnectivityInfo":[{"Id":"lan","HostAddress":"192.168.1.20","PortNumber":8883,"Metadata":""}]}`
+	if code, body := call(t, f.core, "PUT", f.url+"/greengrass/things/gw/connectivityInfo", put); code != 200 {
+		t.Fatalf("update connectivity: %d %s", code, body)
+	}
+	key, _ := keys.Generate(keys.RSA2048)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "gw"}, DNSNames: []string{"localhost"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	body, _ := json.Marshal(map[string]string{"Csr": csr})
+	url := f.url + "/greengrass/things/gw/certificate"
+	code, resp := call(t, f.core, "POST", url, string(body))
+	if code != 200 {
+		t.Fatalf("CreateCertificate = %d %s", code, resp)
+	}
+	var out struct{ CertificatePem, GroupCA, ExpiresAt string }
+	if err := json.Unmarshal([]byte(resp), &out); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCertificates([]byte(out.CertificatePem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := certs[0]
+	roots := x509.NewCertPool()
+	roots.AddCert(f.groupCA)
+	for _, name := range []string{"localhost", "192.168.1.20"} {
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: name, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("the certificate does not serve %s under the group CA: %v", name, err)
+		}
+	}
+	if c.SignatureAlgorithm != x509.SHA256WithRSA {
+		t.Errorf("signature %v, want SHA256-RSA as v1", c.SignatureAlgorithm)
+	}
+	if d := time.Until(c.NotAfter); d < 7*24*time.Hour-time.Minute || d > 7*24*time.Hour+time.Minute {
+		t.Errorf("valid for %v, want the group's 7 days", d)
+	}
+	if !strings.Contains(out.GroupCA, "BEGIN CERTIFICATE") || out.ExpiresAt == "" {
+		t.Errorf("response lacks GroupCA or ExpiresAt: %s", resp)
+	}
+
+	tampered := strings.Replace(csr, csr[100:104], "AAAA", 1)
+	bad, _ := json.Marshal(map[string]string{"Csr": tampered})
+	tests := []struct {
+		name   string
+		client *http.Client
+		url    string
+		body   string
+		code   int
+		want   string
+	}{
+		{"a device may not", f.device, url, string(body), 403, "greengrass:CreateCertificate"},
+		{"not a CSR", f.core, url, `{"Csr":"hello"}`, 400, "CERTIFICATE REQUEST"},
+		{"tampered CSR", f.core, url, string(bad), 400, ""},
+	}
+	for _, tt := range tests {
+		if code, resp := call(t, tt.client, "POST", tt.url, tt.body); code != tt.code || !strings.Contains(resp, tt.want) {
+			t.Errorf("%s: %d %s; want %d with %q", tt.name, code, resp, tt.code, tt.want)
+		}
 	}
 }

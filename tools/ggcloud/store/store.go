@@ -66,6 +66,12 @@ type Group struct {
 	Core    string   `json:"core"`    // the core's thing name
 	Devices []string `json:"devices"` // thing names
 	CAs     []string `json:"cas"`     // PEM certificates devices trust the core's server certificate by
+	// CAKey is the group CA's private key (PEM) that signs the core's
+	// MQTT server certificates; it never leaves ggcloud.
+	CAKey string `json:"caKey,omitempty"`
+	// CertificateExpiryMs is the validity of the MQTT server
+	// certificates ggcloud signs (v1's CertificateExpiryInMilliseconds).
+	CertificateExpiryMs int64 `json:"certificateExpiryMs,omitempty"`
 }
 
 // Store is an open state file. It is safe for concurrent use.
@@ -261,6 +267,20 @@ func (s *Store) PutGroup(g Group) error {
 		}
 		return put(tx.Bucket(bGroups), g.ID, g)
 	})
+}
+
+// GroupOfCore returns the group whose core is thing.
+func (s *Store) GroupOfCore(thing string) (Group, error) {
+	groups, err := s.GroupsOf(thing)
+	if err != nil {
+		return Group{}, err
+	}
+	for _, g := range groups {
+		if g.Core == thing {
+			return g, nil
+		}
+	}
+	return Group{}, fmt.Errorf("store: %s is the core of no group: %w", thing, ErrNotFound)
 }
 
 // GroupsOf returns the groups a thing belongs to, as core or device, in
