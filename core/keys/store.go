@@ -48,15 +48,12 @@ type Store struct {
 	mu      sync.Mutex
 	tpm     *tpm.TPM
 	modules map[string]*hsm.Module // by module path
-	tokens  map[tokenID]*hsm.Token
 	closed  bool
 }
 
-type tokenID struct{ module, label string }
-
 // NewStore returns a Store that opens nothing until a key needs it.
 func NewStore(opts StoreOptions) *Store {
-	return &Store{opts: opts, modules: make(map[string]*hsm.Module), tokens: make(map[tokenID]*hsm.Token)}
+	return &Store{opts: opts, modules: make(map[string]*hsm.Module)}
 }
 
 // Close flushes the TPM keys the Store loaded, closes the TPM connection
@@ -221,10 +218,6 @@ func (s *Store) token(r config.KeyRef) (tok *hsm.Token, label string, id []byte,
 	if s.closed {
 		return nil, "", nil, errors.New("keys: store is closed")
 	}
-	tid := tokenID{module, tokenLabel}
-	if tok := s.tokens[tid]; tok != nil {
-		return tok, a["object"], []byte(a["id"]), nil
-	}
 	m := s.modules[module]
 	if m == nil {
 		if m, err = hsm.OpenModule(module); err != nil {
@@ -232,10 +225,10 @@ func (s *Store) token(r config.KeyRef) (tok *hsm.Token, label string, id []byte,
 		}
 		s.modules[module] = m
 	}
+	// The module shares one login per token, and refuses a second PIN.
 	if tok, err = m.Token(tokenLabel, pin); err != nil {
 		return nil, "", nil, fmt.Errorf("keys: %s: %w", r, err)
 	}
-	s.tokens[tid] = tok
 	return tok, a["object"], []byte(a["id"]), nil
 }
 

@@ -216,6 +216,10 @@ func TestStoreToken(t *testing.T) {
 	if _, err := s.Open("pkcs11:object=iot;type=private"); !errors.Is(err, hsm.ErrObjectAbsent) {
 		t.Errorf("Open after Destroy = %v; want ErrObjectAbsent", err)
 	}
+	// The token is logged in already; another PIN is still refused.
+	if _, err := s.Open("pkcs11:object=server;type=private?pin-value=0000"); !errors.Is(err, hsm.ErrWrongPIN) || strings.Contains(err.Error(), "0000") {
+		t.Errorf("Open with another PIN on a logged-in token = %v; want ErrWrongPIN without the PIN", err)
+	}
 	if _, err := s.Open("pkcs11:object=x;token=no-such-token;type=private"); !errors.Is(err, hsm.ErrTokenAbsent) {
 		t.Errorf("Open on a missing token = %v; want ErrTokenAbsent", err)
 	}
