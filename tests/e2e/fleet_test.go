@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
 // fleet is one provisioned bundle (ggprov init) for one core and its
@@ -48,15 +50,7 @@ func newFleetWith(t *testing.T, initArgs []string, devices ...string) *fleet {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testtool.FreePort(t) }
 
 func (f *fleet) configPath() string { return filepath.Join(f.dir, "config.json") }
 func (f *fleet) groupPath() string {

@@ -66,28 +66,14 @@ func (f *storeFlags) storeOptions() keys.StoreOptions {
 }
 
 // tokenKeyRef is the pkcs11: reference of the key labelled object on the
-// flags' token, reading its PIN from the pin source.
+// flags' token, reading its PIN from the pin source; config.KeyRef spells
+// it canonically, percent-encoding what needs it.
 func (f *storeFlags) tokenKeyRef(object string) string {
-	ref := "pkcs11:object=" + pctEncode(object, "") + ";token=" + pctEncode(f.pkcs11Token, "") + ";type=private"
+	attrs := map[string]string{"object": object, "token": f.pkcs11Token, "type": "private"}
 	if f.pinSource != "" {
-		ref += "?pin-source=" + pctEncode(f.pinSource, ":/")
+		attrs["pin-source"] = f.pinSource
 	}
-	return ref
-}
-
-// pctEncode percent-encodes s for an RFC 7512 attribute value: letters,
-// digits, "-._~" and the characters in keep stand as they are.
-func pctEncode(s, keep string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~"+keep, c) >= 0 {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return b.String()
+	return config.KeyRef{Scheme: config.SchemePKCS11, PKCS11: attrs}.String()
 }
 
 const keysUsage = `usage:
