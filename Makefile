@@ -13,11 +13,12 @@ TEST_TIMEOUT ?= 30m
 
 all: build
 
-## build: ggcore, ggprov and ggbench into build/bin
+## build: ggcore, ggprov, ggcloud and ggbench into build/bin
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ggcore ./core/cmd/ggcore
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ggprov ./tools/ggprov
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ggcloud ./tools/ggcloud
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ggbench ./tools/ggbench
 
 ## deps: install the Debian packages and Go modules the tests and demo use

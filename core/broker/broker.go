@@ -271,6 +271,22 @@ func (b *Broker) Stats() Stats {
 	}
 }
 
+// DisconnectAll disconnects every connected client (MQTT 5: DISCONNECT
+// 0x98, administrative action), as v1 did when it rotated the server
+// certificate. Sessions are kept, so clients resume where they left off.
+// It returns how many clients it disconnected.
+func (b *Broker) DisconnectAll() int {
+	n := 0
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Closed() {
+			continue
+		}
+		_ = b.srv.DisconnectClient(cl, packets.ErrAdministrativeAction)
+		n++
+	}
+	return n
+}
+
 // SetGroup switches to group g in one step. Devices no longer in the
 // group, or whose registered certificate changed, are disconnected and
 // their sessions removed; queued messages that the new table no longer

@@ -133,6 +133,11 @@ type GGCore struct {
 	// DisconnectOnRotation restores v1's behaviour of disconnecting every
 	// client when the MQTT server certificate is rotated.
 	DisconnectOnRotation bool `json:"disconnectOnRotation,omitempty"`
+	// Connectivity, when set, is what the core reports to the control
+	// plane as its endpoints (HOST:PORT), instead of its own addresses
+	// and MQTT port: for devices that reach it through NAT or a port
+	// forward, like v1's manual connectivity information.
+	Connectivity []string `json:"connectivity,omitempty"`
 }
 
 // TPM is ggcore.tpm.
@@ -447,6 +452,27 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 			}
 		}},
 		{"disconnectOnRotation", func(p string, v json.RawMessage) { w.boolean(p, v, &g.DisconnectOnRotation) }},
+		{"connectivity", func(p string, v json.RawMessage) {
+			g.Connectivity = []string{}
+			w.array(p, v, func(p string, v json.RawMessage) {
+				var hp string
+				if !w.str(p, v, &hp) {
+					return
+				}
+				host, port, err := net.SplitHostPort(hp)
+				if err == nil {
+					err = checkHost(host)
+				}
+				if n, perr := strconv.Atoi(port); err == nil && (perr != nil || n < 1 || n > 65535) {
+					err = fmt.Errorf("port %q is not 1-65535", port)
+				}
+				if err != nil {
+					w.fail(p, "%s: want HOST:PORT, such as 192.0.2.10:8883 (%v)", quote(hp), err)
+					return
+				}
+				g.Connectivity = append(g.Connectivity, hp)
+			})
+		}},
 	})
 }
 

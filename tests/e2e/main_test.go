@@ -14,8 +14,9 @@ import (
 
 // binaries are the programs TestMain builds once for every test.
 type binaries struct {
-	ggprov string
-	ggcore string
+	ggprov  string
+	ggcore  string
+	ggcloud string
 	// ggcoreStatic is built with CGO_ENABLED=0, as the TPM image is: it
 	// has no PKCS#11.
 	ggcoreStatic string
@@ -36,7 +37,7 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin = binaries{ggprov: filepath.Join(dir, "ggprov"), ggcore: filepath.Join(dir, "ggcore"),
-		ggcoreStatic: filepath.Join(dir, "ggcore-static")}
+		ggcoreStatic: filepath.Join(dir, "ggcore-static"), ggcloud: filepath.Join(dir, "ggcloud")}
 	for _, b := range []struct {
 		out, pkg string
 		cgo      bool
@@ -44,6 +45,7 @@ func runMain(m *testing.M) int {
 		{bin.ggprov, "github.com/ggcore/ggcore/tools/ggprov", true},
 		{bin.ggcore, "github.com/ggcore/ggcore/core/cmd/ggcore", true},
 		{bin.ggcoreStatic, "github.com/ggcore/ggcore/core/cmd/ggcore", false},
+		{bin.ggcloud, "github.com/ggcore/ggcore/tools/ggcloud", false},
 	} {
 		if err := goBuild(b.out, b.pkg, b.cgo); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)

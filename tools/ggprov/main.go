@@ -44,6 +44,8 @@ const usage = `usage:
   ggprov subscription add --dir DIR --source S --subject FILTER --target T
   ggprov server-cert --dir DIR [--server-name NAME ...]
   ggprov keys create --uri URI --type TYPE [--usage sign|decrypt] [options]
+  ggprov ggcloud-cert --dir DIR [--host NAME ...]
+  ggprov register --dir DIR --ggcloud-data DATA [--ggcloud HOST:PORT]
 
 Run 'ggprov init -h', 'ggprov subscription add -h' or 'ggprov keys create -h' for the options.
 `
@@ -67,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runServerCert(args[1:], stdout, stderr)
 	case "keys":
 		err = runKeys(args[1:], stdout, stderr)
+	case "ggcloud-cert":
+		err = runGGCloudCert(args[1:], stdout, stderr)
+	case "register":
+		err = runRegister(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

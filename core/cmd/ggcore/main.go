@@ -80,6 +80,10 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("ggcore ready", "addr", c.broker.Addr().String(), "group", c.groupID,
 		"devices", c.devices, "subscriptions", c.subscriptions, "tls_profile", c.profile)
+	if c.dcm != nil && c.dcm.Certificate() == nil {
+		log.Info("waiting for the first MQTT server certificate from the control plane; device connections are refused until it arrives",
+			"control_plane", c.cfg.CoreThing.GGHost)
+	}
 
 	ticker := time.NewTicker(statsInterval)
 	defer ticker.Stop()
@@ -88,12 +92,7 @@ func run(args []string, stderr io.Writer) int {
 		select {
 		case <-ctx.Done():
 			log.Info("ggcore stopping", "signal", "TERM/INT")
-			err := c.broker.Close()
-			logStats(log, c.broker.Stats())
-			if kerr := c.keys.Close(); kerr != nil {
-				log.Error("closing the key store", "error", kerr)
-			}
-			if err != nil {
+			if err := c.stop(); err != nil {
 				log.Error("ggcore stop", "error", err)
 				return 1
 			}

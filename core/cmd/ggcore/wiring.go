@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,13 +10,17 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/ggcore/ggcore/core/broker"
 	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/core/connectivity"
+	"github.com/ggcore/ggcore/core/controlplane"
+	"github.com/ggcore/ggcore/core/dcm"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/router"
@@ -28,6 +33,13 @@ type core struct {
 	cfg    *config.Config
 	keys   *keys.Store
 	broker *broker.Broker
+	// dcm manages the MQTT server certificate; nil when config.json
+	// names the server key and the user rotates it.
+	dcm *dcm.Manager
+	// stopBackground ends the goroutines that talk to the control plane;
+	// background waits for them.
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 
 	profile       tlsconf.Profile
 	groupID       string
@@ -68,19 +80,45 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("crypto.caPath: %w", err)
 	}
-	serverCert, err := loadServerCertificate(cfg, signers[mqttServer], log)
+	cloud, err := newControlPlane(cfg, signers[iotClient], clientCAs)
 	if err != nil {
 		return nil, err
 	}
-	var current atomic.Pointer[tls.Certificate]
-	current.Store(serverCert)
+	c := &core{log: log, cfg: cfg, keys: store, profile: profile}
+	var getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	var hardwareKey bool
+	if cfg.Crypto.Principals.MQTTServerCertificate.PrivateKey == "" {
+		if cloud == nil {
+			return nil, errors.New("crypto.principals.MQTTServerCertificate.privateKeyPath: not set, so ggcore's device certificate manager makes the MQTT server key and gets its certificate from the control plane, but coreThing.ggHost is not set: set ggHost (and ggHttpPort) to ggcloud, or name a server key")
+		}
+		kind := keys.StoreOf(signers[iotClient])
+		c.dcm, err = dcm.New(dcm.Options{
+			Dir: filepath.Join(cfg.WriteDirectory, "dcm"),
+			Keys: dcm.StoreKeys{Store: store, Kind: kind, Dir: filepath.Join(cfg.WriteDirectory, "dcm"),
+				LabelPrefix: cfg.CoreThing.ThingName + "-mqtt-server", Type: dcmKeyType(kind)},
+			Issuer:     cloud,
+			CommonName: cfg.CoreThing.ThingName,
+			Names:      c.serverNames,
+			OnRotate:   c.rotated,
+			Log:        log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		getCertificate, hardwareKey = c.dcm.GetCertificate, kind != "file"
+	} else {
+		serverCert, err := loadServerCertificate(cfg, signers[mqttServer], log)
+		if err != nil {
+			return nil, err
+		}
+		getCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serverCert, nil }
+		hardwareKey = keys.IsHardware(signers[mqttServer])
+	}
 	tlsCfg, err := tlsconf.Server(tlsconf.ServerOptions{
-		Profile:     profile,
-		ClientCAs:   clientCAs,
-		HardwareKey: keys.IsHardware(signers[mqttServer]),
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return current.Load(), nil
-		},
+		Profile:        profile,
+		ClientCAs:      clientCAs,
+		HardwareKey:    hardwareKey,
+		GetCertificate: getCertificate,
 	})
 	if err != nil {
 		return nil, err
@@ -90,6 +128,7 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 		return nil, err
 	}
 	logUnavailableTargets(log, g)
+	c.groupID, c.devices, c.subscriptions = g.GroupId, len(g.Devices), len(g.Subscriptions)
 
 	addr := net.JoinHostPort(cfg.GGCore.LocalMQTTBind, strconv.Itoa(cfg.CoreThing.GGMqttPort))
 	ln, err := net.Listen("tcp", addr)
@@ -105,10 +144,132 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 		ln.Close()
 		return nil, err
 	}
-	return &core{
-		log: log, cfg: cfg, keys: store, broker: b, profile: profile,
-		groupID: g.GroupId, devices: len(g.Devices), subscriptions: len(g.Subscriptions),
-	}, nil
+	c.broker = b
+	c.startBackground(cloud)
+	return c, nil
+}
+
+// newControlPlane is the client of coreThing.ggHost, identified by the
+// IoTCertificate principal and verifying the control plane against
+// crypto.caPath; nil when ggHost is not set.
+func newControlPlane(cfg *config.Config, identity crypto.Signer, roots *x509.CertPool) (*controlplane.Client, error) {
+	if cfg.CoreThing.GGHost == "" {
+		return nil, nil
+	}
+	if identity == nil {
+		return nil, errors.New("crypto.principals.IoTCertificate.privateKeyPath: not set; ggcore needs it to call the control plane (coreThing.ggHost)")
+	}
+	certPath := cfg.Crypto.Principals.IoTCertificate.CertificatePath
+	chain, err := pki.ReadCertificates(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("crypto.principals.IoTCertificate.certificatePath: %w", err)
+	}
+	if !samePublicKey(chain[0].PublicKey, identity.Public()) {
+		return nil, fmt.Errorf("crypto.principals.IoTCertificate: certificate %s does not match the key of privateKeyPath", certPath)
+	}
+	idCert := &tls.Certificate{PrivateKey: identity, Leaf: chain[0]}
+	for _, c := range chain {
+		idCert.Certificate = append(idCert.Certificate, c.Raw)
+	}
+	return controlplane.New(controlplane.Options{
+		Host: cfg.CoreThing.GGHost, Port: cfg.CoreThing.GGHttpPort, Thing: cfg.CoreThing.ThingName,
+		TLS: tlsconf.Client(roots, cfg.CoreThing.GGHost, func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return idCert, nil
+		}),
+	}), nil
+}
+
+// dcmKeyType is the type of the server keys the DCM makes: RSA-2048 as
+// in v1, but EC P-256 in a TPM, whose RSA-PSS signatures use a salt TLS
+// 1.3 refuses (DESIGN.md "Key backends").
+func dcmKeyType(store string) keys.Type {
+	if store == "tpm" {
+		return keys.ECP256
+	}
+	return keys.RSA2048
+}
+
+// startBackground starts what talks to the control plane: the DCM and the
+// connectivity reporter.
+func (c *core) startBackground(cloud *controlplane.Client) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stopBackground = cancel
+	if cloud == nil {
+		return
+	}
+	if c.dcm != nil {
+		c.background.Go(func() { c.dcm.Run(ctx) })
+	}
+	reporter := &connectivity.Reporter{
+		Endpoints: c.endpoints,
+		Update:    cloud.UpdateConnectivity,
+		Log:       c.log,
+		Reported: func(eps []controlplane.Endpoint) {
+			// Before the first certificate there is nothing to renew: the
+			// first request already names the current addresses.
+			if c.dcm != nil && c.dcm.Certificate() != nil && !c.dcm.Covers(connectivity.Hosts(eps)) {
+				c.log.Info("the MQTT server certificate does not name every reported address; renewing it")
+				c.dcm.Renew()
+			}
+		},
+	}
+	c.background.Go(func() { reporter.Run(ctx) })
+	c.background.Go(func() {
+		<-ctx.Done()
+		cloud.Close()
+	})
+}
+
+// endpoints are what the core reports as its connectivity: the
+// configured ggcore.connectivity, or its addresses and MQTT port.
+func (c *core) endpoints() ([]controlplane.Endpoint, error) {
+	if static := c.cfg.GGCore.Connectivity; static != nil {
+		return connectivity.Static(static)
+	}
+	addrs, err := connectivity.Addresses(c.cfg.GGCore.LocalMQTTBind)
+	if err != nil {
+		return nil, err
+	}
+	return connectivity.Endpoints(addrs, c.broker.Addr().(*net.TCPAddr).Port), nil
+}
+
+// serverNames are the names the MQTT server certificate is requested
+// for: the reported hosts, and localhost when one is a loopback address.
+func (c *core) serverNames() []string {
+	eps, err := c.endpoints()
+	if err != nil {
+		c.log.Warn("cannot list the core's addresses for its server certificate", "error", err)
+		return nil
+	}
+	names := connectivity.Hosts(eps)
+	for _, h := range names {
+		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+			return append(names, "localhost")
+		}
+	}
+	return names
+}
+
+// rotated runs after the DCM replaced the served certificate.
+func (c *core) rotated() {
+	if !c.cfg.GGCore.DisconnectOnRotation {
+		c.log.Info("MQTT server certificate rotated; connected devices stay connected, new connections get the new certificate")
+		return
+	}
+	n := c.broker.DisconnectAll()
+	c.log.Info("MQTT server certificate rotated; disconnected every device (ggcore.disconnectOnRotation)", "devices", n)
+}
+
+// stop stops the background work, the broker, and closes the key store.
+func (c *core) stop() error {
+	c.stopBackground()
+	c.background.Wait()
+	err := c.broker.Close()
+	logStats(c.log, c.broker.Stats())
+	if kerr := c.keys.Close(); kerr != nil {
+		c.log.Error("closing the key store", "error", kerr)
+	}
+	return err
 }
 
 // reloadGroup re-reads group.json; a bad group is refused and the running
@@ -248,9 +409,6 @@ func loadCAPool(path string) (*x509.CertPool, error) {
 // belong together.
 func loadServerCertificate(cfg *config.Config, signer crypto.Signer, log *slog.Logger) (*tls.Certificate, error) {
 	const keyPath = "crypto.principals.MQTTServerCertificate.privateKeyPath"
-	if signer == nil {
-		return nil, fmt.Errorf("%s: not set; ggcore needs the MQTT server key until the device certificate manager can create one", keyPath)
-	}
 	certPath := cfg.ServerCertPath()
 	chain, err := pki.ReadCertificates(certPath)
 	if err != nil {

@@ -3,17 +3,16 @@ package api
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,23 +22,37 @@ import (
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
-// The seed's connectivity statement for core "gw", and a device policy
-// that only discovers.
-const (
-	corePolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
- "Action":["greengrass:GetConnectivityInfo","greengrass:UpdateConnectivityInfo"],
- "Resource":["arn:aws:iot:us-east-1:123456789012:thing/gw"]},
- {"Effect":"Allow","Action":["greengrass:AssumeRoleForGroup","greengrass:CreateCertificate"],"Resource":["*"]}]}`
-	devicePolicy = `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"greengrass:Discover",
+// devicePolicy only discovers.
+const devicePolicy = `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"greengrass:Discover",
  "Resource":"arn:aws:iot:us-east-1:123456789012:thing/${iot:Connection.Thing.ThingName}"}}`
+
+const (
+	region  = "us-east-1"
+	account = "123456789012"
 )
 
-// fixture is an API over mutual TLS with a registered core (gw), a
-// registered device (sensor) and an unregistered certificate.
+// minimalPolicy is the seed's "Minimal AWS IoT Policy" (testdata, copied
+// verbatim) filled in for a core and its group.
+func minimalPolicy(t *testing.T, core, group string) string {
+	t.Helper()
+	data, err := os.ReadFile("testdata/minimal-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.NewReplacer("region", region, "account-id", account, "core-name", core, "group-id", group).Replace(string(data))
+}
+
+// fixture is an API over mutual TLS with a registered core gw of group-1
+// and its device sensor, a core gw2 of group-2 and its device lamp, and
+// an unregistered certificate. The cores have the seed's minimal policy,
+// the devices a discovery-only policy.
 type fixture struct {
-	url                        string
-	core, device, stray, other *http.Client
-	groupCA                    *x509.Certificate
+	url                              string
+	st                               *store.Store
+	core, core2, device, stray, lamp *http.Client
+	groupCA                          *x509.Certificate
+	ca                               *pki.CA
+	registered                       func(thing, pol string, notAfter time.Time) *http.Client
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -53,20 +66,27 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	client := func(thing, pol string) *http.Client {
+	if _, err := st.UseIdentity(store.Identity{Region: region, Account: account}); err != nil {
+		t.Fatal(err)
+	}
+	// client makes a certificate for thing; with a policy, it registers
+	// the thing and certificate and attaches the policy.
+	client := func(thing, pol string, notAfter time.Time) *http.Client {
 		key, err := keys.Generate(keys.ECP256)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cert, err := ca.Issue(key.Public(), pki.Leaf{CommonName: thing, Usage: pki.ClientAuth, NotAfter: time.Now().Add(time.Hour)})
+		cert, err := ca.Issue(key.Public(), pki.Leaf{CommonName: thing, Usage: pki.ClientAuth,
+			NotBefore: notAfter.Add(-2 * time.Hour), NotAfter: notAfter})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if pol != "" {
-			sum := sha256.Sum256(cert.Raw)
-			id := hex.EncodeToString(sum[:])
-			if err := st.CreateThing(store.Thing{Name: thing, ARN: "arn:aws:iot:us-east-1:123456789012:thing/" + thing}); err != nil {
-				t.Fatal(err)
+			id := pki.CertificateID(cert.Raw)
+			if _, err := st.Thing(thing); err != nil {
+				if err := st.CreateThing(store.Thing{Name: thing, ARN: "arn:aws:iot:us-east-1:123456789012:thing/" + thing}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if err := st.RegisterCertificate(store.Certificate{ID: id, Thing: thing}); err != nil {
 				t.Fatal(err)
@@ -84,12 +104,11 @@ func newFixture(t *testing.T) *fixture {
 			RootCAs: roots, Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key}},
 		}}}
 	}
-	f := &fixture{}
-	f.core, f.device, f.stray = client("gw", corePolicy), client("sensor", devicePolicy), client("stray", "")
-	f.other = client("lamp", devicePolicy) // a device of another group
-	if err := st.CreateThing(store.Thing{Name: "gw2"}); err != nil {
-		t.Fatal(err)
-	}
+	hour := time.Now().Add(time.Hour)
+	f := &fixture{st: st, ca: ca, registered: client}
+	f.core, f.device, f.stray = client("gw", minimalPolicy(t, "gw", "group-1"), hour), client("sensor", devicePolicy, hour), client("stray", "", hour)
+	f.core2 = client("gw2", minimalPolicy(t, "gw2", "group-2"), hour)
+	f.lamp = client("lamp", devicePolicy, hour) // a device of another group
 	groupCA, err := pki.NewCA("group-1 CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -99,10 +118,10 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	caPEM := string(pki.EncodeCertificate(groupCA.Cert))
 	for _, g := range []store.Group{
-		{ID: "group-1", Core: "gw", Devices: []string{"sensor"}, CAs: []string{string(pki.EncodeCertificate(groupCA.Cert))},
-			CAKey: string(caKey), CertificateExpiryMs: 7 * 24 * 3600 * 1000},
-		{ID: "group-2", Core: "gw2", Devices: []string{"lamp"}, CAs: []string{"-----BEGIN CERTIFICATE-----\ngroup2\n"}},
+		{ID: "group-1", Core: "gw", Devices: []string{"sensor"}, CAs: []string{caPEM}, CAKey: string(caKey), CertificateExpiryMs: 7 * 24 * 3600 * 1000},
+		{ID: "group-2", Core: "gw2", Devices: []string{"lamp"}, CAs: []string{string(pki.EncodeCertificate(ca.Cert))}},
 	} {
 		if err := st.PutGroup(g); err != nil {
 			t.Fatal(err)
@@ -115,10 +134,9 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	srv := httptest.NewUnstartedServer((&Server{Store: st, Region: "us-east-1", Account: "123456789012"}).Handler())
-	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+	srv := httptest.NewUnstartedServer((&Server{Store: st, Region: region, Account: account}).Handler())
+	// As ggcloud serve: any client certificate; registration decides.
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{srvCert.Raw}, PrivateKey: srvKey}}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -159,6 +177,7 @@ func TestConnectivityInfo(t *testing.T) {
 		{"unregistered certificate", f.stray, "GET", path, "", 403, "is not registered"},
 		{"bad body", f.core, "PUT", path, `{"Connectivity":[]}`, 400, "unknown field"},
 		{"bad port", f.core, "PUT", path, `{"ConnectivityInfo":[{"HostAddress":"h","PortNumber":0}]}`, 400, "PortNumber"},
+		{"no such call", f.core, "DELETE", path, "", 404, "no such call: DELETE /greengrass/things/gw/connectivityInfo"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,10 +235,10 @@ func TestDiscovery(t *testing.T) {
 		t.Errorf("discovery response %s lacks v1's key spelling", body)
 	}
 	// A device may discover only itself: not another group's device.
-	if code, body := call(t, f.other, "GET", f.url+"/greengrass/discover/thing/sensor", ""); code != 403 || !strings.Contains(body, "greengrass:Discover") {
+	if code, body := call(t, f.lamp, "GET", f.url+"/greengrass/discover/thing/sensor", ""); code != 403 || !strings.Contains(body, "greengrass:Discover") {
 		t.Errorf("lamp discovering sensor = %d %s; want 403 naming greengrass:Discover", code, body)
 	}
-	if code, body := call(t, f.other, "GET", f.url+"/greengrass/discover/thing/lamp", ""); code != 200 || !strings.Contains(body, "group-2") || strings.Contains(body, "group-1") {
+	if code, body := call(t, f.lamp, "GET", f.url+"/greengrass/discover/thing/lamp", ""); code != 200 || !strings.Contains(body, "group-2") || strings.Contains(body, "group-1") {
 		t.Errorf("lamp discovering itself = %d %s; want group-2 only", code, body)
 	}
 	// The core's policy has no greengrass:Discover.

@@ -1,0 +1,178 @@
+// Package controlplane is the core's client of the control plane
+// (ggcloud, DESIGN.md "Control plane"): HTTPS with mutual TLS, the core
+// identified by its IoTCertificate, bodies in Greengrass v1's shapes.
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/ggcore/ggcore/core/pki"
+)
+
+// maxResponse bounds a response body.
+const maxResponse = 1 << 20
+
+// Options configure a Client.
+type Options struct {
+	// Host and Port are config.json's coreThing.ggHost and ggHttpPort.
+	Host string
+	Port int
+	// Thing is the core's thing name: the {thing} of the paths.
+	Thing string
+	// TLS is the client TLS configuration (tlsconf.Client): the roots
+	// that verify the control plane and the core's client certificate.
+	TLS *tls.Config
+	// Timeout bounds one call; zero means 30 s.
+	Timeout time.Duration
+}
+
+// Client calls the control plane's API for one core.
+type Client struct {
+	base  string
+	thing string
+	http  *http.Client
+}
+
+// New returns a client; it connects on first use.
+func New(o Options) *Client {
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	return &Client{
+		base:  "https://" + net.JoinHostPort(o.Host, strconv.Itoa(o.Port)),
+		thing: o.Thing,
+		http: &http.Client{Timeout: timeout, Transport: &http.Transport{
+			TLSClientConfig:     o.TLS,
+			ForceAttemptHTTP2:   false,
+			MaxIdleConnsPerHost: 1,
+			IdleConnTimeout:     time.Minute,
+		}},
+	}
+}
+
+// Close drops idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Endpoint is one entry of the core's connectivity information.
+type Endpoint struct {
+	Id          string `json:"Id"`
+	HostAddress string `json:"HostAddress"`
+	PortNumber  int    `json:"PortNumber"`
+	Metadata    string `json:"Metadata"`
+}
+
+// APIError is an answer other than 200: its status and the control
+// plane's message.
+type APIError struct {
+	Call    string
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: %d %s: %s", e.Call, e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// UpdateConnectivity replaces the core's connectivity information
+// (UpdateConnectivityInfo).
+func (c *Client) UpdateConnectivity(ctx context.Context, eps []Endpoint) error {
+	body := struct {
+		ConnectivityInfo []Endpoint `json:"ConnectivityInfo"`
+	}{eps}
+	return c.call(ctx, "UpdateConnectivityInfo", http.MethodPut, "/greengrass/things/"+url.PathEscape(c.thing)+"/connectivityInfo", body, nil)
+}
+
+// Certificate is what CreateCertificate returns: the MQTT server
+// certificate and the group CA that signed it.
+type Certificate struct {
+	Leaf      *x509.Certificate
+	GroupCA   *x509.Certificate
+	ExpiresAt time.Time
+}
+
+// CreateCertificate sends a certificate request (DER) for the core's MQTT
+// server key and returns the certificate the group CA signed, checked to
+// chain to that CA.
+func (c *Client) CreateCertificate(ctx context.Context, csrDER []byte) (*Certificate, error) {
+	const call = "CreateCertificate"
+	req := map[string]string{"Csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))}
+	var resp struct {
+		CertificatePem string
+		GroupCA        string
+		ExpiresAt      string
+	}
+	if err := c.call(ctx, call, http.MethodPost, "/greengrass/things/"+url.PathEscape(c.thing)+"/certificate", req, &resp); err != nil {
+		return nil, err
+	}
+	leaf, err := pki.ParseCertificates([]byte(resp.CertificatePem))
+	if err != nil {
+		return nil, fmt.Errorf("%s: CertificatePem: %w", call, err)
+	}
+	ca, err := pki.ParseCertificates([]byte(resp.GroupCA))
+	if err != nil {
+		return nil, fmt.Errorf("%s: GroupCA: %w", call, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca[0])
+	if _, err := leaf[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return nil, fmt.Errorf("%s: the certificate does not chain to the group CA: %w", call, err)
+	}
+	return &Certificate{Leaf: leaf[0], GroupCA: ca[0], ExpiresAt: leaf[0].NotAfter}, nil
+}
+
+// call sends in as JSON and decodes a 200 answer into out.
+func (c *Client) call(ctx context.Context, name, method, path string, in, out any) error {
+	data, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("%s: read answer: %w", name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Message string }
+		if json.Unmarshal(body, &e) != nil || e.Message == "" {
+			e.Message = string(bytes.TrimSpace(body))
+		}
+		return &APIError{Call: name, Status: resp.StatusCode, Message: e.Message}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("%s: answer: %w", name, err)
+	}
+	return nil
+}
+
+// Refused reports an answer that retrying will not change (4xx other than
+// 408 and 429): a policy refusal, an unknown thing, a bad request.
+func Refused(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
+}

@@ -1,0 +1,89 @@
+package dcm
+
+import (
+	"crypto"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/core/keys"
+)
+
+// StoreKeys makes server keys where the core's identity key lives:
+//
+//	"file"    a PEM file in Dir (mode 0600)
+//	"tpm"     a TPM key, kept as a TSS2 PEM file in Dir
+//	"pkcs11"  a token key labelled LabelPrefix-<time>, on the token of crypto.PKCS11
+type StoreKeys struct {
+	Store *keys.Store
+	// Kind is "file", "tpm" or "pkcs11" (keys.StoreOf of the identity key).
+	Kind string
+	// Dir holds key files; it is created mode 0700.
+	Dir string
+	// LabelPrefix starts token key labels (pkcs11 only).
+	LabelPrefix string
+	// Type is the key type: RSA-2048 in v1.
+	Type keys.Type
+	// Now names keys; nil means time.Now.
+	Now func() time.Time
+}
+
+// New implements KeySource.
+func (s StoreKeys) New() (crypto.Signer, string, error) {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	name := fmt.Sprintf("mqtt-server-%d", now().UnixNano())
+	if s.Kind != "pkcs11" {
+		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+			return nil, "", err
+		}
+	}
+	switch s.Kind {
+	case "file":
+		key, err := keys.Generate(s.Type)
+		if err != nil {
+			return nil, "", err
+		}
+		pemKey, err := keys.MarshalPEM(key)
+		if err != nil {
+			return nil, "", err
+		}
+		path := filepath.Join(s.Dir, name+".key.pem")
+		if err := os.WriteFile(path, pemKey, 0o600); err != nil {
+			return nil, "", err
+		}
+		return key, config.KeyRef{Scheme: config.SchemeFile, Path: path}.String(), nil
+	case "tpm":
+		ref := config.KeyRef{Scheme: config.SchemeFile, Path: filepath.Join(s.Dir, name+".tss2.pem")}.String()
+		key, err := s.Store.Create(ref, s.Type, keys.ForSigning)
+		return key, ref, err
+	case "pkcs11":
+		ref := config.KeyRef{Scheme: config.SchemePKCS11, PKCS11: map[string]string{
+			"object": s.LabelPrefix + "-" + name, "type": "private"}}.String()
+		key, err := s.Store.Create(ref, s.Type, keys.ForSigning)
+		return key, ref, err
+	}
+	return nil, "", fmt.Errorf("dcm: unknown key store %q", s.Kind)
+}
+
+// Open implements KeySource.
+func (s StoreKeys) Open(ref string) (crypto.Signer, error) { return s.Store.Open(ref) }
+
+// Remove implements KeySource.
+func (s StoreKeys) Remove(ref string) error {
+	r, err := config.ParseKeyRef(ref)
+	if err != nil {
+		return err
+	}
+	if r.Scheme == config.SchemePKCS11 {
+		return s.Store.Destroy(ref)
+	}
+	if err := os.Remove(r.Path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
+)
+
+// ggcloud runs the command in-process and returns its exit status and
+// output.
+func ggcloud(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// mustRun runs the command and fails the test unless it succeeds; it
+// returns stdout.
+func mustRun(t testing.TB, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := ggcloud(args...)
+	if code != 0 {
+		t.Fatalf("ggcloud %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+	}
+	return stdout
+}
+
+// syncBuffer is a buffer safe for a writer and a concurrent reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// pkiFiles is a test PKI written to files: an identity CA that issues
+// thing certificates, a group CA, and ggcloud's server certificate.
+type pkiFiles struct {
+	dir                string
+	ca                 *pki.CA
+	groupCA, groupKey  string // files
+	serverCert, server string // files: ggcloud's certificate and key
+}
+
+func newPKI(t testing.TB) *pkiFiles {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.NewCA("identity CA", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := pki.NewCA("group CA", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pkiFiles{dir: dir, ca: ca}
+	p.groupCA = write(t, dir, "group-ca.pem", pki.EncodeCertificate(g.Cert))
+	key, err := keys.MarshalPEM(g.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.groupKey = write(t, dir, "group-ca.key", key)
+	srvKey, err := keys.Generate(keys.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.Issue(srvKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Usage: pki.ServerAuth, NotAfter: time.Now().Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.serverCert = write(t, dir, "server.pem", pki.EncodeCertificate(srv))
+	srvKeyPEM, _ := keys.MarshalPEM(srvKey)
+	p.server = write(t, dir, "server.key", srvKeyPEM)
+	return p
+}
+
+// thing is a thing's certificate file, ID and TLS identity.
+type thing struct {
+	certFile string
+	id       string
+	tls      tls.Certificate
+}
+
+// issue makes a client certificate for name, valid until notAfter.
+func (p *pkiFiles) issue(t testing.TB, name string, notAfter time.Time) thing {
+	t.Helper()
+	key, err := keys.Generate(keys.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.ca.Issue(key.Public(), pki.Leaf{CommonName: name, Usage: pki.ClientAuth, NotBefore: notAfter.Add(-48 * time.Hour), NotAfter: notAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return thing{
+		certFile: write(t, p.dir, name+"-"+pki.CertificateID(c.Raw)[:8]+".pem", pki.EncodeCertificate(c)),
+		id:       pki.CertificateID(c.Raw),
+		tls:      tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: crypto.Signer(key)},
+	}
+}
+
+// client is an HTTPS client of ggcloud with th's certificate.
+func (p *pkiFiles) client(th thing, cfg func(*tls.Config)) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ca.Cert)
+	c := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{th.tls}}
+	if cfg != nil {
+		cfg(c)
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: c}}
+}
+
+func write(t testing.TB, dir, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// server is a `ggcloud serve` running in-process.
+type server struct {
+	addr   string
+	stderr *syncBuffer
+	stop   context.CancelFunc
+	done   chan int // its exit status
+}
+
+var readyLine = regexp.MustCompile(`msg="ggcloud ready" addr=(\S+)`)
+
+// serve starts `ggcloud --data data serve` on a free loopback port and
+// waits until it is ready; it is stopped at cleanup.
+func serve(t testing.TB, data string, p *pkiFiles, extra ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{stderr: &syncBuffer{}, stop: cancel, done: make(chan int, 1)}
+	args := append([]string{"--data", data, "serve", "--listen", "127.0.0.1:0", "--cert", p.serverCert, "--key", p.server}, extra...)
+	go func() { s.done <- run(ctx, args, &bytes.Buffer{}, s.stderr) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if m := readyLine.FindStringSubmatch(s.stderr.String()); m != nil {
+			s.addr = m[1]
+			break
+		}
+		select {
+		case code := <-s.done:
+			cancel()
+			t.Fatalf("ggcloud serve exited %d before it was ready:\n%s", code, s.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("ggcloud serve not ready:\n%s", s.stderr)
+		}
+	}
+	t.Cleanup(func() { s.shutdown(t) })
+	return s
+}
+
+// shutdown stops the server as SIGTERM would and returns its exit
+// status (-1 if it was already stopped).
+func (s *server) shutdown(t testing.TB) int {
+	t.Helper()
+	s.stop()
+	select {
+	case code, ok := <-s.done:
+		if !ok {
+			return -1
+		}
+		close(s.done)
+		return code
+	case <-time.After(15 * time.Second):
+		t.Fatalf("ggcloud serve did not stop:\n%s", s.stderr)
+	}
+	return -1
+}
