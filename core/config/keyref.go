@@ -284,6 +284,11 @@ func parseTPM2(s string) (KeyRef, error) {
 // pin-value replaced by "REDACTED" so that it can be logged.
 func (k KeyRef) String() string { return k.format(true) }
 
+// Unredacted returns the reference in canonical form with any PKCS#11
+// pin-value kept: for writing a reference back into a file, never for
+// logs.
+func (k KeyRef) Unredacted() string { return k.format(false) }
+
 // format writes k canonically: file:///path, tpm2:handle=0x........, or
 // pkcs11: with attributes sorted and everything but unreserved characters
 // percent-encoded.

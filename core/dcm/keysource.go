@@ -24,6 +24,9 @@ type StoreKeys struct {
 	Dir string
 	// LabelPrefix starts token key labels (pkcs11 only).
 	LabelPrefix string
+	// Like is a pkcs11: reference (the identity key's) whose module,
+	// token and PIN attributes new token keys share (pkcs11 only).
+	Like string
 	// Type is the key type: RSA-2048 in v1.
 	Type keys.Type
 	// Now names keys; nil means time.Now.
@@ -36,7 +39,8 @@ func (s StoreKeys) New() (crypto.Signer, string, error) {
 	if s.Now != nil {
 		now = s.Now
 	}
-	name := fmt.Sprintf("mqtt-server-%d", now().UnixNano())
+	stamp := now().UnixNano()
+	name := fmt.Sprintf("mqtt-server-%d", stamp)
 	if s.Kind != "pkcs11" {
 		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 			return nil, "", err
@@ -62,8 +66,16 @@ func (s StoreKeys) New() (crypto.Signer, string, error) {
 		key, err := s.Store.Create(ref, s.Type, keys.ForSigning)
 		return key, ref, err
 	case "pkcs11":
-		ref := config.KeyRef{Scheme: config.SchemePKCS11, PKCS11: map[string]string{
-			"object": s.LabelPrefix + "-" + name, "type": "private"}}.String()
+		attrs := map[string]string{}
+		if like, err := config.ParseKeyRef(s.Like); err == nil && like.Scheme == config.SchemePKCS11 {
+			for k, v := range like.PKCS11 {
+				if k != "object" && k != "id" {
+					attrs[k] = v
+				}
+			}
+		}
+		attrs["object"], attrs["type"] = fmt.Sprintf("%s-%d", s.LabelPrefix, stamp), "private"
+		ref := config.KeyRef{Scheme: config.SchemePKCS11, PKCS11: attrs}.Unredacted()
 		key, err := s.Store.Create(ref, s.Type, keys.ForSigning)
 		return key, ref, err
 	}

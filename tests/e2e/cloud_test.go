@@ -399,3 +399,87 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestDCMKeyInHardware: with the core's keys in a TPM or a PKCS#11 token,
+// the device certificate manager makes the MQTT server key there too
+// (EC P-256 in a TPM, RSA-2048 in a token), never as a plaintext file,
+// serves the certificate ggcloud signs for it, and on rotation replaces
+// the key and removes the old one.
+func TestDCMKeyInHardware(t *testing.T) {
+	for _, tc := range []struct {
+		store   string
+		keyType string // of the served certificate's key
+	}{
+		{"tpm2", "*ecdsa.PublicKey"},
+		{"pkcs11", "*rsa.PublicKey"},
+	} {
+		t.Run(tc.store, func(t *testing.T) {
+			h := newHardware(t, tc.store)
+			f := newFleetWith(t, h.initArgs, "dev1")
+			withCloud(t, f, cloudOptions{dcm: true, expiryMs: 4000})
+			core := startCore(t, f)
+			if !core.log.waitFor("MQTT server certificate renewed", 0, 30*time.Second, core.exited) {
+				t.Fatalf("no MQTT server certificate; core log:\n%s", core.log)
+			}
+			groupCA := readFile(t, f.groupCA())
+			first, err := dialCore(t, f, "dev1", f.addr(), groupCA)
+			if err != nil {
+				t.Fatalf("device connection: %v", err)
+			}
+			if got := fmt.Sprintf("%T", first.PublicKey); got != tc.keyType {
+				t.Errorf("served key %s; want %s", got, tc.keyType)
+			}
+			state := readJSON(t, filepath.Join(f.dir, "write", "dcm", "state.json"))
+			ref, _ := state["keyRef"].(string)
+			switch tc.store {
+			case "tpm2":
+				path := strings.TrimPrefix(ref, "file://")
+				if !strings.HasPrefix(readFile(t, path), "-----BEGIN TSS2 PRIVATE KEY-----") {
+					t.Errorf("the server key %s is not a TPM-wrapped key", path)
+				}
+			case "pkcs11":
+				if !strings.HasPrefix(ref, "pkcs11:") {
+					t.Errorf("the server key is %q; want a token key", ref)
+				}
+			}
+			assertNoPlaintextDCMKeys(t, f)
+
+			from := core.log.Len()
+			if !core.log.waitFor("MQTT server certificate rotated", from, 15*time.Second, core.exited) {
+				t.Fatalf("not rotated; core log:\n%s", core.log)
+			}
+			second, err := dialCore(t, f, "dev1", f.addr(), groupCA)
+			if err != nil {
+				t.Fatalf("device connection after rotation: %v", err)
+			}
+			if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
+				t.Error("the certificate did not change")
+			}
+			if strings.Contains(core.log.String(), "could not remove the previous server key") {
+				t.Errorf("old key kept; core log:\n%s", core.log)
+			}
+			if tc.store == "tpm2" {
+				if _, err := os.Stat(strings.TrimPrefix(ref, "file://")); !os.IsNotExist(err) {
+					t.Errorf("the rotated-out key file %s is still there (%v)", ref, err)
+				}
+			}
+		})
+	}
+}
+
+// assertNoPlaintextDCMKeys: write/dcm holds no plaintext private key.
+func assertNoPlaintextDCMKeys(t *testing.T, f *fleet) {
+	t.Helper()
+	dir := filepath.Join(f.dir, "write", "dcm")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data := readFile(t, filepath.Join(dir, e.Name()))
+		if strings.Contains(data, "-----BEGIN PRIVATE KEY") || strings.Contains(data, "-----BEGIN RSA PRIVATE KEY") ||
+			strings.Contains(data, "-----BEGIN EC PRIVATE KEY") {
+			t.Errorf("%s/%s is a plaintext private key", dir, e.Name())
+		}
+	}
+}

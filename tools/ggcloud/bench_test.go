@@ -15,8 +15,10 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +33,86 @@ const benchThings = 10000
 // 127.0.0.1 with a keep-alive client, against a `ggcloud serve` whose
 // store holds 10,000 things: 100 groups of a core and 99 devices.
 func BenchmarkDiscover(b *testing.B) {
+	data, p, device := fleet10k(b)
+	s := serve(b, data, p)
+	client := p.client(device, nil)
+	url := "https://" + s.addr + "/greengrass/discover/thing/thing-00001"
+	discover := func() {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("discover: %d", resp.StatusCode)
+		}
+	}
+	discover() // the handshake, once: the client keeps the connection
+	for b.Loop() {
+		discover()
+	}
+}
+
+// BenchmarkServeMemory10k starts the ggcloud command (a separate process,
+// built here) on a store of 10,000 things in 100 groups, answers one
+// Discovery call per thing's group a hundred times over fresh mutual-TLS
+// connections, and reports the process's resident memory (VmRSS) and its
+// peak (VmHWM).
+func BenchmarkServeMemory10k(b *testing.B) {
+	data, p, device := fleet10k(b)
+	bin := filepath.Join(b.TempDir(), "ggcloud")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	var stderr syncBuffer
+	cmd := exec.Command(bin, "--data", data, "serve", "--listen", "127.0.0.1:0", "--cert", p.serverCert, "--key", p.server)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	var addr string
+	for deadline := time.Now().Add(15 * time.Second); addr == ""; time.Sleep(10 * time.Millisecond) {
+		if m := readyLine.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("ggcloud not ready:\n%s", stderr.String())
+		}
+	}
+	for b.Loop() {
+		for range 100 {
+			client := p.client(device, nil) // a fresh connection each time
+			resp, err := client.Get("https://" + addr + "/greengrass/discover/thing/thing-00001")
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			client.CloseIdleConnections()
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, field := range []struct{ name, metric string }{{"VmRSS:", "rss-MiB"}, {"VmHWM:", "peak-rss-MiB"}} {
+		for _, line := range strings.Split(string(status), "\n") {
+			var kb float64
+			if strings.HasPrefix(line, field.name) {
+				fmt.Sscan(strings.TrimPrefix(line, field.name), &kb)
+				b.ReportMetric(kb/1024, field.metric)
+			}
+		}
+	}
+}
+
+// fleet10k writes a store of 10,000 things (100 groups of a core and 99
+// devices, each with a certificate) into a fresh data directory, with a
+// discovery policy on thing-00001, whose certificate it returns.
+func fleet10k(b *testing.B) (string, *pkiFiles, thing) {
+	b.Helper()
 	data := filepath.Join(b.TempDir(), "data")
 	p := newPKI(b)
 	device := p.issue(b, "thing-00001", time.Now().Add(time.Hour))
@@ -69,25 +151,7 @@ func BenchmarkDiscover(b *testing.B) {
 	}
 	must(st.AttachPolicy("discover", device.id))
 	must(st.Close())
-
-	s := serve(b, data, p)
-	client := p.client(device, nil)
-	url := "https://" + s.addr + "/greengrass/discover/thing/thing-00001"
-	discover := func() {
-		resp, err := client.Get(url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("discover: %d", resp.StatusCode)
-		}
-	}
-	discover() // the handshake, once: the client keeps the connection
-	for b.Loop() {
-		discover()
-	}
+	return data, p, device
 }
 
 // BenchmarkRegister10kThings registers 10,000 things, each with a

@@ -95,7 +95,8 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 		c.dcm, err = dcm.New(dcm.Options{
 			Dir: filepath.Join(cfg.WriteDirectory, "dcm"),
 			Keys: dcm.StoreKeys{Store: store, Kind: kind, Dir: filepath.Join(cfg.WriteDirectory, "dcm"),
-				LabelPrefix: cfg.CoreThing.ThingName + "-mqtt-server", Type: dcmKeyType(kind)},
+				LabelPrefix: cfg.CoreThing.ThingName + "-mqtt-server", Like: cfg.Crypto.Principals.IoTCertificate.PrivateKey,
+				Type: dcmKeyType(kind)},
 			Issuer:     cloud,
 			CommonName: cfg.CoreThing.ThingName,
 			Names:      c.serverNames,
