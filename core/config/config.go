@@ -453,7 +453,10 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 		}},
 		{"disconnectOnRotation", func(p string, v json.RawMessage) { w.boolean(p, v, &g.DisconnectOnRotation) }},
 		{"connectivity", func(p string, v json.RawMessage) {
-			g.Connectivity = []string{}
+			if string(compact(v)) == "[]" {
+				w.fail(p, "empty: want at least one HOST:PORT, or leave it out to report the core's own addresses")
+				return
+			}
 			w.array(p, v, func(p string, v json.RawMessage) {
 				var hp string
 				if !w.str(p, v, &hp) {
@@ -463,7 +466,7 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 				if err == nil {
 					err = checkHost(host)
 				}
-				if n, perr := strconv.Atoi(port); err == nil && (perr != nil || n < 1 || n > 65535) {
+				if n, perr := strconv.Atoi(port); err == nil && (perr != nil || n < 1 || n > 65535 || port[0] < '0' || port[0] > '9') {
 					err = fmt.Errorf("port %q is not 1-65535", port)
 				}
 				if err != nil {

@@ -17,6 +17,7 @@ func TestParseConfigConnectivity(t *testing.T) {
 		want []string
 	}{
 		{"absent: the core reports its own addresses", base, nil},
+		{"null is absent", base.set("ggcore.connectivity", nil), nil},
 		{"IPv4, host name and bracketed IPv6",
 			base.set("ggcore.connectivity", []any{"192.0.2.10:8883", "gw.example:443", "[2001:db8::1]:8883"}),
 			[]string{"192.0.2.10:8883", "gw.example:443", "[2001:db8::1]:8883"}},
@@ -52,6 +53,8 @@ func TestParseConfigConnectivityProblems(t *testing.T) {
 		{"port zero", []any{"192.0.2.10:8883", "h:0"}, p + "[1]", `port "0" is not 1-65535`},
 		{"port too big", []any{"h:70000"}, p + "[0]", `port "70000" is not 1-65535`},
 		{"port not a number", []any{"h:mqtt"}, p + "[0]", `port "mqtt" is not 1-65535`},
+		{"signed port", []any{"h:+80"}, p + "[0]", `port "+80" is not 1-65535`},
+		{"empty list", []any{}, p, "empty: want at least one HOST:PORT"},
 		{"empty port", []any{"h:"}, p + "[0]", "want HOST:PORT"},
 		{"no host", []any{"gw.example:443", ":8883"}, p + "[1]", "empty: want a host name or IP address"},
 		{"number", []any{"gw.example:443", "b.example:1", 5}, p + "[2]", "want a string, got number"},
@@ -84,8 +87,8 @@ func TestParseConfigConnectivityEveryProblem(t *testing.T) {
 	}
 }
 
-// TestConfigConnectivityRoundTrip: a config with ggcore.connectivity
-// written back out (as ggprov register does with config.json) keeps it.
+// TestConfigConnectivityRoundTrip: a Config with ggcore.connectivity,
+// marshalled back to JSON, keeps it.
 func TestConfigConnectivityRoundTrip(t *testing.T) {
 	in := parseDoc(t, goldenConfig).set("ggcore.connectivity", []any{"192.0.2.10:8883", "[2001:db8::1]:8883"})
 	c, err := ParseConfig(in.bytes())

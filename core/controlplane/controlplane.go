@@ -22,8 +22,13 @@ import (
 	"github.com/ggcore/ggcore/core/pki"
 )
 
-// maxResponse bounds a response body.
-const maxResponse = 1 << 20
+// maxResponse bounds a response body; maxMessage bounds how much of a
+// body that is not the control plane's JSON (a proxy's page) goes into
+// an error.
+const (
+	maxResponse = 1 << 20
+	maxMessage  = 200
+)
 
 // Options configure a Client.
 type Options struct {
@@ -158,6 +163,12 @@ func (c *Client) call(ctx context.Context, name, method, path string, in, out an
 		var e struct{ Message string }
 		if json.Unmarshal(body, &e) != nil || e.Message == "" {
 			e.Message = string(bytes.TrimSpace(body))
+			if len(e.Message) > maxMessage {
+				e.Message = e.Message[:maxMessage] + "…"
+			}
+			if e.Message == "" {
+				e.Message = "(empty body)"
+			}
 		}
 		return &APIError{Call: name, Status: resp.StatusCode, Message: e.Message}
 	}

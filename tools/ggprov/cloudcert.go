@@ -33,6 +33,9 @@ func runGGCloudCert(args []string, stdout, stderr io.Writer) error {
 		}
 		return usagef("ggcloud-cert: %v", err)
 	}
+	if fs.NArg() > 0 {
+		return usagef("ggcloud-cert: unexpected argument %q", fs.Arg(0))
+	}
 	if *dir == "" {
 		return usagef("ggcloud-cert: --dir is required")
 	}

@@ -69,8 +69,15 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 		}
 		return usagef("register: %v", err)
 	}
+	if fs.NArg() > 0 {
+		return usagef("register: unexpected argument %q", fs.Arg(0))
+	}
 	if *dir == "" || *data == "" {
 		return usagef("register: --dir and --ggcloud-data are required")
+	}
+	const maxExpiryMs = 30 * 24 * 3600 * 1000
+	if *expiry < 0 || *expiry > maxExpiryMs {
+		return usagef("register: --certificate-expiry-ms %d: want at most %d (30 days)", *expiry, maxExpiryMs)
 	}
 	var host string
 	var port int
@@ -97,6 +104,12 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 	}
 	if *expiry == 0 {
 		*expiry = g.CertificateExpiryInMilliseconds
+	}
+	if *expiry < 7*24*3600*1000 {
+		if *deploy {
+			return usagef("register: --certificate-expiry-ms %d is below v1's 7 days: such a group can be registered for tests but not deployed", *expiry)
+		}
+		fmt.Fprintf(stderr, "ggprov: register: server certificates valid %d ms, below v1's 7 days: ggcloud signs them only when started with --test-min-validity\n", *expiry)
 	}
 	groupCA, err := os.ReadFile(filepath.Join(*dir, "certs", "group-ca.pem"))
 	if err != nil {
@@ -138,7 +151,7 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 	if err := cloud.AttachPolicy(ctx, policies[0].name, coreID); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
-	devices := map[string]string{} // thing name -> certificate ID
+	devices := make([]string, 0, len(g.Devices)) // certificate IDs, in group.json's order
 	for _, d := range g.Devices {
 		name := d.Name()
 		pemCert, err := os.ReadFile(filepath.Join(*dir, "devices", name+".cert.pem"))
@@ -155,7 +168,7 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 		if err := cloud.AttachPolicy(ctx, policies[1].name, id); err != nil {
 			return fmt.Errorf("register: %w", err)
 		}
-		devices[name] = id
+		devices = append(devices, id)
 	}
 	if _, err := cloud.CreateGroup(ctx, admin.NewGroup{
 		Id: g.GroupId, Core: core, CoreCertificateId: coreID,
@@ -163,8 +176,8 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 	}); err != nil {
 		return fmt.Errorf("register: group %s: %w", g.GroupId, err)
 	}
-	for name, id := range devices {
-		if err := cloud.AddDevice(ctx, g.GroupId, name, id); err != nil {
+	for i, d := range g.Devices {
+		if err := cloud.AddDevice(ctx, g.GroupId, d.Name(), devices[i]); err != nil {
 			return fmt.Errorf("register: group %s: %w", g.GroupId, err)
 		}
 	}

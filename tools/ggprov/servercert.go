@@ -30,6 +30,9 @@ func runServerCert(args []string, stdout, stderr io.Writer) error {
 		}
 		return usagef("server-cert: %v", err)
 	}
+	if fs.NArg() > 0 {
+		return usagef("server-cert: unexpected argument %q", fs.Arg(0))
+	}
 	if *dir == "" {
 		return usagef("server-cert: --dir is required")
 	}

@@ -1,61 +1,83 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # cleanup and stop_qemu run from traps
 # make run: provisions a demo fleet (core demo-core, devices sensor and
-# display, subscription sensor -> display) into BUILD/demo with the core's
-# keys in a fresh emulated TPM (swtpm, state in BUILD/demo-tpm), builds the
-# data disk, boots the tpm image (BUILD/images) in QEMU with that TPM, and
-# prints the mosquitto lines a device uses from the host. Ctrl-C stops
-# QEMU and swtpm. GGCORE_DEMO_MODE=host runs the core on the host instead.
+# display, subscription sensor -> display) into BUILD/demo once, with the
+# core's keys in an emulated TPM (swtpm, state in BUILD/demo-tpm); starts
+# the control plane (ggcloud on 127.0.0.1:8443, data in BUILD/ggcloud) and
+# registers the fleet in it; builds the data disk; boots the tpm image
+# (BUILD/images) in QEMU with that TPM, the guest's MQTT port forwarded to
+# 127.0.0.1:8883; and prints the mosquitto and curl lines a device uses
+# from the host. The guest reaches ggcloud as 10.0.2.2 (QEMU user
+# networking's name for the host) and gets its MQTT server certificate
+# from it. Ctrl-C stops QEMU (and its swtpm), then ggcloud.
+# GGCORE_DEMO_MODE=host runs the core on the host instead (demo.sh).
+#   GGCORE_DEMO_PORT        the host port forwarded to the guest's 8883 (default 8883)
+#   GGCORE_DEMO_CLOUD_PORT  ggcloud's port (default 8443)
 set -euo pipefail
-build=${1:-build}
-bin="$build/bin"
-demo="$build/demo"
-port=${GGCORE_DEMO_PORT:-8883}
-here=$(cd "$(dirname "$0")/../.." && pwd)
-mkdir -p "$build/demo-tpm"
-tpm=$(cd "$build/demo-tpm" && pwd)
+PATH="$PATH:/usr/sbin:/sbin" # mke2fs (disk.sh)
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+# shellcheck source=tools/scripts/ggcloud-demo.sh
+. "$here/ggcloud-demo.sh"
+demo_init "${1:-build}"
+image="$build/images/ggcore-tpm-amd64.cpio.xz"
+kernel="$build/images/vmlinuz-amd64"
+for f in "$image" "$kernel"; do
+  [ -f "$f" ] || demo_die "$f is missing: build the image with make image (make run does it)"
+done
+command -v qemu-system-x86_64 >/dev/null 2>&1 || demo_die "qemu-system-x86_64 is missing: apt-get install qemu-system-x86"
 
-# A swtpm on a socket for ggprov (QEMU gets its own on the same state).
-with_tpm() {
-  rm -f "$tpm/prov.sock" "$tpm/prov.sock.ctrl"
-  swtpm socket --tpm2 --tpmstate dir="$tpm" --server type=unixio,path="$tpm/prov.sock" \
-    --ctrl type=unixio,path="$tpm/prov.sock.ctrl" --flags not-need-init,startup-clear &
-  local pid=$!
-  for _ in $(seq 100); do [ -S "$tpm/prov.sock" ] && break; sleep 0.05; done
-  "$@" || { kill $pid; return 1; }
-  kill $pid
-  wait $pid 2>/dev/null || true
+qemu_sh=
+# stop_qemu: SIGTERM to QEMU itself (qemu.sh's child), whose clean exit
+# ends qemu.sh, which then stops its swtpm.
+stop_qemu() {
+  [ -n "$qemu_sh" ] || return 0
+  local q
+  q=$(ps -o pid=,comm= --ppid "$qemu_sh" 2>/dev/null | awk '$2 ~ /^qemu-system/ {print $1}')
+  if [ -n "$q" ]; then
+    demo_stop "$q" QEMU
+  fi
+  demo_stop "$qemu_sh" "qemu.sh and its swtpm"
 }
+cleanup() {
+  # Stop everything even when the terminal is gone (writes fail then).
+  set +e
+  trap '' INT TERM HUP
+  stop_qemu
+  demo_stop "$cloud_pid" ggcloud
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM HUP
 
-if [ ! -f "$demo/config.json" ]; then
-  echo "== provisioning a demo fleet into $demo (core keys in the emulated TPM, $tpm)" >&2
-  rm -rf "$tpm"/* "$demo"
-  with_tpm "$bin/ggprov" init --dir "$demo" --core demo-core --device sensor --device display \
-    --mqtt-port 8883 --bind 0.0.0.0 --key-store tpm2 --tpm-device "unix://$tpm/prov.sock"
-  "$bin/ggprov" subscription add --dir "$demo" --source sensor --subject 'sensors/sensor/#' --target display
-fi
-demo=$(cd "$demo" && pwd)
-if ! openssl x509 -checkend 86400 -noout -in "$demo/write/dcm/mqtt-server.cert.pem" >/dev/null; then
-  echo "== renewing the demo's MQTT server certificate" >&2
-  with_tpm "$bin/ggprov" server-cert --dir "$demo"
-fi
+demo_port_free "$port" "the demo's MQTT port, forwarded to the guest" GGCORE_DEMO_PORT
+demo_port_free "$cport" "ggcloud, the demo's control plane" GGCORE_DEMO_CLOUD_PORT
+# The guest listens on 8883; QEMU forwards 127.0.0.1:PORT to it.
+demo_bundle 8883
+demo_start_ggcloud
+demo_register 10.0.2.2
 echo "== building the data disk" >&2
-"$here/initramfs/disk.sh" "$demo" "$build/demo-disk.img"
+# Host mode's device certificate manager state (write/dcm) names host
+# paths; the guest makes its own, so the disk leaves it out.
+aside="$build/demo-dcm.host"
+[ ! -d "$aside" ] || [ -e "$demo/write/dcm" ] || mv "$aside" "$demo/write/dcm"
+[ ! -d "$demo/write/dcm" ] || { rm -rf "$aside" && mv "$demo/write/dcm" "$aside"; }
+disk_ok=0
+"$root/initramfs/disk.sh" "$demo" "$build/demo-disk.img" && disk_ok=1
+[ ! -d "$aside" ] || mv "$aside" "$demo/write/dcm"
+[ "$disk_ok" = 1 ] || demo_die "disk.sh could not build the data disk"
+demo_print image
 
-tls=(--cafile "$demo/certs/group-ca.pem" -h 127.0.0.1 -p "$port" -V mqttv311)
-cat <<TXT
-
-== ggcore image in QEMU: core "demo-core" with its keys in the emulated TPM; devices "sensor" and "display"
-   subscription: sensor -> display on sensors/sensor/#
-   the guest's MQTT port 8883 is forwarded to 127.0.0.1:$port
-
-Once the console below says "ggcore ready", in another terminal, receive as "display":
-  mosquitto_sub ${tls[*]} --cert $demo/devices/display.cert.pem --key $demo/devices/display.key.pem -i display -t 'sensors/#' -v
-
-and publish as "sensor":
-  mosquitto_pub ${tls[*]} --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem -i sensor -t sensors/sensor/temperature -m 21.5
-
-Ctrl-C stops QEMU and the TPM.
-
-TXT
-exec "$here/initramfs/qemu.sh" amd64 "$build/images/ggcore-tpm-amd64.cpio.xz" "$build/images/vmlinuz-amd64" \
-  "$build/demo-disk.img" "$port" "$tpm"
+# QEMU runs in this process group, so that Ctrl-C reaches it (it stops
+# cleanly on SIGINT), with the terminal as its serial console.
+"$root/initramfs/qemu.sh" amd64 "$image" "$kernel" "$build/demo-disk.img" "$port" "$tpmdir" <&0 &
+qemu_sh=$!
+status=0
+wait -n -p finished "$qemu_sh" "$cloud_pid" || status=$?
+if [ "${finished:-}" = "$cloud_pid" ]; then
+  cloud_pid=
+  echo "demo: ggcloud stopped unexpectedly (status $status); its log: $cloud_log" >&2
+  exit 1
+fi
+qemu_sh=
+echo "demo: QEMU exited (status $status)" >&2
+exit "$status"

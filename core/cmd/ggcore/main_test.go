@@ -98,6 +98,17 @@ func TestBadStartIsRefusedWithItsPath(t *testing.T) {
 			data, _ := os.ReadFile(filepath.Join(dir, "certs/group-ca.pem"))
 			os.WriteFile(filepath.Join(dir, "write/dcm/mqtt-server.cert.pem"), data, 0o644)
 		}, "does not match the key"},
+		{"no server key and no control plane", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "config.json"), func(m map[string]any) {
+				delete(obj(m, "crypto", "principals"), "MQTTServerCertificate")
+				delete(obj(m, "coreThing"), "ggHost")
+			})
+		}, "MQTTServerCertificate.privateKeyPath: not set, so ggcore's device certificate manager makes the MQTT server key and gets its certificate from the control plane, but coreThing.ggHost is not set"},
+		{"control plane without the IoT certificate", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "config.json"), func(m map[string]any) { obj(m, "coreThing")["ggHost"] = "127.0.0.1" })
+			data, _ := os.ReadFile(filepath.Join(dir, "certs/group-ca.pem"))
+			os.WriteFile(filepath.Join(dir, "certs/core.cert.pem"), data, 0o644)
+		}, "crypto.principals.IoTCertificate"},
 		{"malformed group", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "write/deployment/group/group.json"), []byte(`{"GroupId": 7}`), 0o644)
 		}, "GroupId"},

@@ -1,0 +1,266 @@
+# shellcheck shell=bash
+# ggcloud-demo.sh: the part of `make run` both modes share; sourced by
+# demo.sh (host mode) and demo-image.sh (image mode), not run by itself.
+#
+# One demo fleet serves both modes:
+#   BUILD/demo        the ggprov bundle: config.json, CAs, the core's
+#                     certificates and TPM-wrapped keys, the devices' keys,
+#                     the group (write/deployment/group/group.json), and
+#                     ggcloud's server certificate (ggcloud/)
+#   BUILD/demo-tpm    the emulated TPM's state (the SRK the core's key files
+#                     are wrapped under); it belongs with BUILD/demo
+#   BUILD/ggcloud     the control plane's data (ggcloud.db, admin.sock) and
+#                     its log, ggcloud.log
+# The core's MQTT server certificate comes from ggcloud through ggcore's
+# device certificate manager (state in BUILD/demo/write/dcm in host mode,
+# on the guest's data disk in image mode).
+#
+# demo_init BUILD sets: build bin demo cloud_data port cport keys.
+
+demo_die() {
+  echo "demo: $*" >&2
+  exit 1
+}
+
+demo_init() {
+  mkdir -p "$1"
+  build=$(cd "$1" && pwd)
+  bin="$build/bin"
+  demo="$build/demo"
+  cloud_data="$build/ggcloud"
+  port=${GGCORE_DEMO_PORT:-8883}
+  cport=${GGCORE_DEMO_CLOUD_PORT:-8443}
+  keys=${GGCORE_DEMO_KEYS:-tpm2}
+  swtpm_pid='' cloud_pid=''
+  local p
+  for p in GGCORE_DEMO_PORT:$port GGCORE_DEMO_CLOUD_PORT:$cport; do
+    case ${p#*:} in
+      '' | *[!0-9]*) demo_die "${p%%:*}=${p#*:}: want a TCP port number" ;;
+    esac
+    if [ "${p#*:}" -lt 1 ] || [ "${p#*:}" -gt 65535 ]; then demo_die "${p%%:*}=${p#*:}: want a TCP port number (1-65535)"; fi
+  done
+  [ "$port" != "$cport" ] || demo_die "GGCORE_DEMO_PORT and GGCORE_DEMO_CLOUD_PORT are both $port: give them different ports"
+  case $keys in
+    tpm2 | file) ;;
+    *) demo_die "GGCORE_DEMO_KEYS=$keys: want tpm2 (default) or file" ;;
+  esac
+  local b
+  for b in ggcore ggprov ggcloud; do
+    [ -x "$bin/$b" ] || demo_die "$bin/$b is missing: run make build (make run does it)"
+  done
+  for b in jq openssl swtpm; do
+    command -v "$b" >/dev/null 2>&1 || demo_die "$b is missing: apt-get install $b"
+  done
+}
+
+# demo_port_free PORT WHAT VAR: stops the demo when something already
+# listens on 127.0.0.1:PORT, saying which variable moves it.
+demo_port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    demo_die "127.0.0.1:$1 ($2) is already in use: by another \`make run\` still running, or another program (ss -ltnp 'sport = :$1' shows which). Stop it, or choose another port: $3=$(($1 < 55536 ? $1 + 10000 : $1 - 10000)) make run"
+  fi
+}
+
+# demo_alive PID: the process runs (a zombie does not count).
+demo_alive() {
+  local s
+  s=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${s:0:1}" != Z ]
+}
+
+# demo_stop PID NAME: SIGTERM, up to 15 s to exit, then SIGKILL; reaps it.
+demo_stop() {
+  local pid=$1 name=$2
+  [ -n "$pid" ] || return 0
+  if demo_alive "$pid"; then
+    echo "== stopping $name (pid $pid)" >&2
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+      demo_alive "$pid" || break
+      sleep 0.1
+    done
+    if demo_alive "$pid"; then
+      echo "demo: $name did not stop within 15 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# demo_tpm_socket: the swtpm socket the bundle's config.json names
+# (ggcore.tpm.device unix://PATH); empty when the core's keys are files
+# (ggprov init then leaves the default device, /dev/tpmrm0, unused).
+demo_tpm_socket() {
+  local dev
+  dev=$(jq -r '.ggcore.tpm.device // empty' "$demo/config.json")
+  case $dev in
+    unix://*) echo "${dev#unix://}" ;;
+  esac
+}
+
+# demo_start_swtpm SOCKET: an emulated TPM on SOCKET with its state in the
+# socket's directory, in its own session so that Ctrl-C reaches it only
+# through the demo, after ggcore has stopped. Sets swtpm_pid.
+demo_start_swtpm() {
+  local sock=$1 dir
+  dir=$(dirname "$sock")
+  mkdir -p "$dir"
+  rm -f "$sock" "$sock.ctrl"
+  setsid swtpm socket --tpm2 --tpmstate dir="$dir" \
+    --server type=unixio,path="$sock" --ctrl type=unixio,path="$sock.ctrl" \
+    --flags not-need-init,startup-clear --log file="$dir/swtpm.log",level=1 </dev/null &
+  swtpm_pid=$!
+  for _ in $(seq 100); do
+    [ -S "$sock" ] && return 0
+    demo_alive "$swtpm_pid" || break
+    sleep 0.05
+  done
+  tail -n 5 "$dir/swtpm.log" >&2 2>/dev/null || true
+  demo_die "swtpm did not start on $sock (is another demo using $dir? its log: $dir/swtpm.log)"
+}
+
+# demo_bundle MQTTPORT: provisions the demo fleet into BUILD/demo when
+# there is none (or its TPM state is gone), and moves an older one to the
+# device certificate manager. Each run sets what the mode needs:
+# ggMqttPort (MQTTPORT), localMqttBind 127.0.0.1 (the image's disk
+# rewrites it to 0.0.0.0) and ggcore.connectivity 127.0.0.1:PORT (where
+# host-side devices reach the core, so discovery tells them that). Sets
+# tpm_sock and tpmdir (empty with file keys).
+demo_bundle() {
+  local mqtt_port=$1 reason=
+  tpm_sock='' tpmdir=''
+  if [ ! -f "$demo/config.json" ]; then
+    reason="none yet"
+  else
+    tpm_sock=$(demo_tpm_socket)
+    if [ -n "$tpm_sock" ] && [ ! -f "$(dirname "$tpm_sock")/tpm2-00.permall" ]; then
+      reason="the TPM state its keys need, $(dirname "$tpm_sock"), is gone"
+    fi
+  fi
+  if [ -n "$reason" ]; then
+    echo "== provisioning a demo fleet into $demo ($reason; core keys: $keys)" >&2
+    [ ! -e "$cloud_data" ] || echo "== ggcloud's data $cloud_data belongs to the fleet provisioned before: removing it" >&2
+    rm -rf "$demo" "$cloud_data"
+    tpm_sock=
+    if [ "$keys" = tpm2 ]; then
+      tpm_sock="$build/demo-tpm/tpm.sock"
+      rm -rf "$build/demo-tpm"
+      demo_start_swtpm "$tpm_sock"
+    fi
+    local store=() ok=0
+    [ -z "$tpm_sock" ] || store=(--key-store tpm2 --tpm-device "unix://$tpm_sock")
+    "$bin/ggprov" init --dir "$demo" --core demo-core --device sensor --device display \
+      --mqtt-port "$mqtt_port" --bind 127.0.0.1 "${store[@]}" && ok=1
+    demo_stop "$swtpm_pid" "the provisioning's swtpm"
+    swtpm_pid=
+    [ "$ok" = 1 ] || demo_die "ggprov init failed; nothing is running"
+    "$bin/ggprov" subscription add --dir "$demo" --source sensor --subject 'sensors/sensor/#' --target display >/dev/null
+  elif [ -n "${GGCORE_DEMO_KEYS:-}" ] && [ "$keys" = "$([ -n "$tpm_sock" ] && echo file || echo tpm2)" ]; then
+    echo "demo: GGCORE_DEMO_KEYS=$keys applies when the fleet is provisioned; $demo keeps its keys where they are (rm -rf $demo to provision afresh)" >&2
+  fi
+  [ -z "$tpm_sock" ] || tpmdir=$(dirname "$tpm_sock")
+
+  if jq -e '.crypto.principals | has("MQTTServerCertificate")' "$demo/config.json" >/dev/null; then
+    [ -n "$reason" ] || echo "== moving $demo to ggcore's device certificate manager: crypto.principals.MQTTServerCertificate removed, so ggcore makes its MQTT server key and gets the certificate from ggcloud" >&2
+    rm -f "$demo/write/dcm/mqtt-server.cert.pem" "$demo/write/dcm/mqtt-server.key.pem"
+  fi
+  local tmp="$demo/config.json.tmp"
+  jq --argjson mqtt "$mqtt_port" --arg reach "127.0.0.1:$port" '
+    del(.crypto.principals.MQTTServerCertificate)
+    | .coreThing.ggMqttPort = $mqtt
+    | .ggcore.localMqttBind = "127.0.0.1"
+    | .ggcore.connectivity = [$reach]' "$demo/config.json" >"$tmp" || { rm -f "$tmp"; demo_die "cannot edit $demo/config.json"; }
+  mv "$tmp" "$demo/config.json"
+}
+
+# demo_start_ggcloud: issues ggcloud's server certificate from the
+# bundle's root CA (names 127.0.0.1, localhost and 10.0.2.2, the host as
+# QEMU's guest sees it) unless a valid one is there, and starts ggcloud on
+# 127.0.0.1:CPORT in its own session. Sets cloud_pid and cloud_log.
+demo_start_ggcloud() {
+  local cert="$demo/ggcloud/server.cert.pem" key="$demo/ggcloud/server.key.pem"
+  if [ -f "$cert" ] && ! { openssl x509 -checkend 86400 -noout -in "$cert" >/dev/null &&
+    openssl x509 -noout -in "$cert" -checkip 10.0.2.2 | grep -q 'does match' &&
+    openssl x509 -noout -in "$cert" -checkip 127.0.0.1 | grep -q 'does match'; }; then
+    echo "== ggcloud's server certificate expires within a day or lacks 127.0.0.1 or 10.0.2.2; issuing a new one" >&2
+    rm -f "$cert" "$key"
+  fi
+  if [ ! -f "$cert" ] || [ ! -f "$key" ]; then
+    rm -f "$cert" "$key"
+    "$bin/ggprov" ggcloud-cert --dir "$demo" --host 127.0.0.1 --host localhost --host 10.0.2.2 >&2
+  fi
+  # ggcloud's data belongs to one fleet: another fleet's group, things and
+  # certificates would clash with this one's.
+  local gid
+  gid=$(jq -r .GroupId "$demo/write/deployment/group/group.json")
+  if [ -e "$cloud_data" ] && [ "$(cat "$cloud_data/demo-group" 2>/dev/null)" != "$gid" ]; then
+    echo "== $cloud_data is not this fleet's (group $gid); ggcloud starts afresh" >&2
+    rm -rf "$cloud_data"
+  fi
+  mkdir -p "$cloud_data"
+  chmod 700 "$cloud_data"
+  cloud_log="$cloud_data/ggcloud.log"
+  setsid "$bin/ggcloud" --data "$cloud_data" serve --listen "127.0.0.1:$cport" --cert "$cert" --key "$key" \
+    </dev/null >"$cloud_log" 2>&1 &
+  cloud_pid=$!
+  for _ in $(seq 300); do
+    grep -q 'ggcloud ready' "$cloud_log" && { echo "== ggcloud ready on 127.0.0.1:$cport (pid $cloud_pid, log $cloud_log)" >&2; return 0; }
+    demo_alive "$cloud_pid" || break
+    sleep 0.05
+  done
+  tail -n 5 "$cloud_log" >&2
+  if grep -q 'address already in use' "$cloud_log"; then
+    demo_die "ggcloud cannot listen on 127.0.0.1:$cport: it is in use; choose another port: GGCORE_DEMO_CLOUD_PORT=$((cport < 55536 ? cport + 10000 : cport - 10000)) make run"
+  fi
+  demo_die "ggcloud did not start (log above, in $cloud_log)"
+}
+
+# demo_register HOST: registers the fleet in the running ggcloud (core,
+# devices, policies, group; harmless when done already) and points
+# config.json's ggHost and ggHttpPort at HOST:CPORT.
+demo_register() {
+  "$bin/ggprov" register --dir "$demo" --ggcloud-data "$cloud_data" --ggcloud "$1:$cport" >&2 ||
+    demo_die "ggprov register failed (ggcloud's log: $cloud_log)"
+  jq -r .GroupId "$demo/write/deployment/group/group.json" >"$cloud_data/demo-group"
+}
+
+# demo_print MODE: what to do with the running demo.
+demo_print() {
+  local tls=(--cafile "$demo/certs/group-ca.pem" -h 127.0.0.1 -p "$port" -V mqttv311)
+  local where ready keys_at dcm_at stop
+  if [ "$1" = image ]; then
+    where="ggcore image in QEMU (the guest's MQTT port 8883 is forwarded to 127.0.0.1:$port; the guest calls ggcloud at 10.0.2.2:$cport)"
+    ready='Once the console below says "MQTT server certificate renewed"'
+    dcm_at="on the guest's data disk ($build/demo-disk.img, made afresh from $demo each run)"
+    stop="Ctrl-C stops QEMU (and its swtpm), then ggcloud."
+  else
+    where="ggcore on this machine, on 127.0.0.1:$port"
+    ready='Once ggcore logs "MQTT server certificate renewed" (or "... loaded", on later runs)'
+    dcm_at="in $demo/write/dcm"
+    stop="Ctrl-C stops ggcore, then ggcloud${tpmdir:+, then swtpm}."
+  fi
+  if [ -n "$tpmdir" ]; then keys_at="in the emulated TPM (swtpm, state in $tpmdir)"; else keys_at="in files under $demo/certs"; fi
+  cat <<TXT
+
+== $where
+   core "demo-core", devices "sensor" and "display"; subscription sensor -> display on sensors/sensor/#
+   control plane: ggcloud on 127.0.0.1:$cport (log $cloud_log); the core gets its MQTT server
+   certificate from it (signed by the group CA) and reports 127.0.0.1:$port as its address
+
+$ready, in another terminal, receive as "display":
+  mosquitto_sub ${tls[*]} --cert $demo/devices/display.cert.pem --key $demo/devices/display.key.pem -i display -t 'sensors/#' -v
+
+publish as "sensor":
+  mosquitto_pub ${tls[*]} --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem -i sensor -t sensors/sensor/temperature -m 21.5
+
+and discover the core as "sensor" (Greengrass Discovery API: the core's address and the group CA):
+  curl --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem --cacert $demo/certs/root.ca.pem https://127.0.0.1:$cport/greengrass/discover/thing/sensor
+
+The control plane's view: $bin/ggcloud --data $cloud_data thing list | group list | connectivity get demo-core
+Where state lives: the fleet (config.json, CAs, certificates, device keys, group.json) in $demo;
+the core's keys $keys_at; ggcloud's data in $cloud_data;
+the MQTT server certificate $dcm_at.
+Start afresh: rm -rf $demo ${tpmdir:+$tpmdir }$cloud_data
+$stop
+
+TXT
+}
