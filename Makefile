@@ -37,7 +37,7 @@ ifeq ($(GGCORE_DEMO_MODE),host)
 	@tools/scripts/demo.sh $(BUILD)
 else
 	@PATH="$$PATH:/usr/sbin:/sbin" initramfs/build.sh tpm amd64 $(BUILD)
-	@PATH="$$PATH:/usr/sbin:/sbin" tools/scripts/demo-image.sh $(BUILD)
+	@exec tools/scripts/demo-image.sh $(BUILD)
 endif
 
 ## image: the firmware image FLAVOR (tpm, pkcs11, debug) for ARCH (amd64, arm64) into build/images

@@ -4,7 +4,8 @@
 # no root mount is needed. The bundle is laid out as the image mounts it:
 #   /greengrass/config/config.json   the bundle's config.json, paths rewritten to /greengrass,
 #                                    the TPM at /dev/tpmrm0, the MQTT server on every interface
-#   /greengrass/certs, /greengrass/devices, /greengrass/write
+#   /greengrass/certs, /greengrass/devices, /greengrass/write (without the
+#                                    host's device certificate manager state)
 #   /greengrass/softhsm              SOFTHSM_DIR's tokens, when set (pkcs11 flavor), with
 #                                    /greengrass/config/softhsm2.conf and the PIN file
 # The private keys of the devices are left out: they belong on the devices.
@@ -20,6 +21,9 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/config"
 cp -a "$bundle/write" "$stage/"
+# The device certificate manager's state on the host (state.json and the
+# keys it made) names host paths: the gateway makes its own.
+rm -f "$stage/write/dcm/state.json" "$stage"/write/dcm/mqtt-server-[0-9]*
 # The CAs' keys (*.key) stay with whoever provisions: a gateway holds
 # only its own keys (TPM-wrapped or in its token) and certificates.
 mkdir -p "$stage/certs"

@@ -56,15 +56,7 @@ demo_bundle 8883
 demo_start_ggcloud
 demo_register 10.0.2.2
 echo "== building the data disk" >&2
-# Host mode's device certificate manager state (write/dcm) names host
-# paths; the guest makes its own, so the disk leaves it out.
-aside="$build/demo-dcm.host"
-[ ! -d "$aside" ] || [ -e "$demo/write/dcm" ] || mv "$aside" "$demo/write/dcm"
-[ ! -d "$demo/write/dcm" ] || { rm -rf "$aside" && mv "$demo/write/dcm" "$aside"; }
-disk_ok=0
-"$root/initramfs/disk.sh" "$demo" "$build/demo-disk.img" && disk_ok=1
-[ ! -d "$aside" ] || mv "$aside" "$demo/write/dcm"
-[ "$disk_ok" = 1 ] || demo_die "disk.sh could not build the data disk"
+"$root/initramfs/disk.sh" "$demo" "$build/demo-disk.img" || demo_die "disk.sh could not build the data disk"
 demo_print image
 
 # QEMU runs in this process group, so that Ctrl-C reaches it (it stops

@@ -255,7 +255,8 @@ publish as "sensor":
 and discover the core as "sensor" (Greengrass Discovery API: the core's address and the group CA):
   curl --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem --cacert $demo/certs/root.ca.pem https://127.0.0.1:$cport/greengrass/discover/thing/sensor
 
-The control plane's view: $bin/ggcloud --data $cloud_data thing list | group list | connectivity get demo-core
+The control plane's view (also: thing list, group list):
+  $bin/ggcloud --data $cloud_data connectivity get demo-core
 Where state lives: the fleet (config.json, CAs, certificates, device keys, group.json) in $demo;
 the core's keys $keys_at; ggcloud's data in $cloud_data;
 the MQTT server certificate $dcm_at.
