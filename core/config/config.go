@@ -138,6 +138,9 @@ type GGCore struct {
 	// and MQTT port: for devices that reach it through NAT or a port
 	// forward, like v1's manual connectivity information.
 	Connectivity []string `json:"connectivity,omitempty"`
+	// DeploymentPollSeconds is how often the core asks the control plane
+	// for a new deployment: 1 to 86400, default 30.
+	DeploymentPollSeconds int `json:"deploymentPollSeconds,omitempty"`
 }
 
 // TPM is ggcore.tpm.
@@ -228,7 +231,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{
 		CoreThing: CoreThing{IotMqttPort: DefaultIotMqttPort, GGHttpPort: DefaultGGHttpPort,
 			GGMqttPort: DefaultGGMqttPort, KeepAlive: DefaultKeepAlive},
-		GGCore: GGCore{TLSProfile: DefaultTLSProfile, TPM: TPM{Device: DefaultTPMDevice}},
+		GGCore: GGCore{TLSProfile: DefaultTLSProfile, TPM: TPM{Device: DefaultTPMDevice}, DeploymentPollSeconds: 30},
 	}
 	w := &walker{}
 	var pkcs11Keys []keyUse
@@ -452,6 +455,9 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 			}
 		}},
 		{"disconnectOnRotation", func(p string, v json.RawMessage) { w.boolean(p, v, &g.DisconnectOnRotation) }},
+		{"deploymentPollSeconds", func(p string, v json.RawMessage) {
+			w.intRange(p, v, 1, 86400, "a number of seconds from 1 to 86400", &g.DeploymentPollSeconds)
+		}},
 		{"connectivity", func(p string, v json.RawMessage) {
 			if string(compact(v)) == "[]" {
 				w.fail(p, "empty: want at least one HOST:PORT, or leave it out to report the core's own addresses")

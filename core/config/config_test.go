@@ -108,7 +108,7 @@ func TestParseConfigGolden(t *testing.T) {
 			},
 		},
 		WriteDirectory: "/DIR/write",
-		GGCore:         GGCore{TLSProfile: "strict", TPM: TPM{Device: "/dev/tpmrm0"}, LocalMQTTBind: "127.0.0.1"},
+		GGCore:         GGCore{TLSProfile: "strict", TPM: TPM{Device: "/dev/tpmrm0"}, LocalMQTTBind: "127.0.0.1", DeploymentPollSeconds: 30},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)

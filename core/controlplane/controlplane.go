@@ -26,7 +26,7 @@ import (
 // body that is not the control plane's JSON (a proxy's page) goes into
 // an error.
 const (
-	maxResponse = 1 << 20
+	maxResponse = MaxDeployment
 	maxMessage  = 200
 )
 
@@ -141,28 +141,37 @@ func (c *Client) CreateCertificate(ctx context.Context, csrDER []byte) (*Certifi
 
 // call sends in as JSON and decodes a 200 answer into out.
 func (c *Client) call(ctx context.Context, name, method, path string, in, out any) error {
-	data, err := json.Marshal(in)
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(data))
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
 		return fmt.Errorf("%s: read answer: %w", name, err)
 	}
+	if len(answer) > maxResponse {
+		return fmt.Errorf("%s: the answer is larger than %d bytes", name, maxResponse)
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Message string }
-		if json.Unmarshal(body, &e) != nil || e.Message == "" {
-			e.Message = string(bytes.TrimSpace(body))
+		if json.Unmarshal(answer, &e) != nil || e.Message == "" {
+			e.Message = string(bytes.TrimSpace(answer))
 			if len(e.Message) > maxMessage {
 				e.Message = e.Message[:maxMessage] + "…"
 			}
@@ -175,7 +184,7 @@ func (c *Client) call(ctx context.Context, name, method, path string, in, out an
 	if out == nil {
 		return nil
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("%s: answer: %w", name, err)
 	}
 	return nil
@@ -186,4 +195,56 @@ func (c *Client) call(ctx context.Context, name, method, path string, in, out an
 func Refused(err error) bool {
 	var e *APIError
 	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
+}
+
+// MaxDeployment bounds a deployment's group.json: a larger one is refused
+// before it is read whole.
+const MaxDeployment = 1 << 20
+
+// DeploymentRef names a deployment of a group.
+type DeploymentRef struct {
+	GroupId      string `json:"GroupId"`
+	DeploymentId string `json:"DeploymentId"`
+}
+
+// ErrNoDeployment is CurrentDeployment's answer when the core's group has
+// never been deployed.
+var ErrNoDeployment = errors.New("no deployment")
+
+// CurrentDeployment asks which deployment the core should run.
+func (c *Client) CurrentDeployment(ctx context.Context) (DeploymentRef, error) {
+	var ref DeploymentRef
+	err := c.call(ctx, "GetDeployment", http.MethodGet, "/greengrass/things/"+url.PathEscape(c.thing)+"/deployment", nil, &ref)
+	var e *APIError
+	if errors.As(err, &e) && e.Status == http.StatusNotFound {
+		return DeploymentRef{}, fmt.Errorf("%w: %s", ErrNoDeployment, e.Message)
+	}
+	return ref, err
+}
+
+// GetDeployment fetches a deployment's group.json (at most MaxDeployment
+// bytes).
+func (c *Client) GetDeployment(ctx context.Context, ref DeploymentRef) ([]byte, error) {
+	var doc json.RawMessage
+	path := "/greengrass/groups/" + url.PathEscape(ref.GroupId) + "/deployments/" + url.PathEscape(ref.DeploymentId)
+	if err := c.call(ctx, "GetDeployment", http.MethodGet, path, nil, &doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// Deployment statuses of UpdateCoreDeploymentStatus.
+const (
+	StatusInProgress = "InProgress"
+	StatusSuccess    = "Success"
+	StatusFailure    = "Failure"
+)
+
+// UpdateDeploymentStatus reports the core's progress with a deployment
+// (UpdateCoreDeploymentStatus); coreARN is the core's thing ARN.
+func (c *Client) UpdateDeploymentStatus(ctx context.Context, ref DeploymentRef, coreARN, status, message string) error {
+	path := "/greengrass/groups/" + url.PathEscape(ref.GroupId) + "/deployments/" + url.PathEscape(ref.DeploymentId) +
+		"/cores/" + url.QueryEscape(coreARN)
+	body := map[string]string{"Status": status, "ErrorMessage": message}
+	return c.call(ctx, "UpdateCoreDeploymentStatus", http.MethodPost, path, body, nil)
 }

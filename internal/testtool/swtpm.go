@@ -78,18 +78,16 @@ func StartSWTPM(t testing.TB, transport string) *SWTPM {
 		})
 	}
 	t.Cleanup(stop)
-	// Ready when the control socket answers; the data socket accepts one
-	// client at a time, so it is left for the test.
+	// Ready when the control socket and the data socket answer.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(sock + ".ctrl"); err == nil {
 			if c, err := net.Dial("unix", sock+".ctrl"); err == nil {
 				c.Close()
-				if dialNet == "unix" {
-					if _, err := os.Stat(dialAddr); err == nil {
-						break
-					}
-				} else if c, err := net.Dial(dialNet, dialAddr); err == nil {
+				// The data socket exists once bound, but refuses
+				// connections until swtpm listens on it: dial it. The
+				// probe connection closes at once, freeing it for the test.
+				if c, err := net.Dial(dialNet, dialAddr); err == nil {
 					c.Close()
 					break
 				}

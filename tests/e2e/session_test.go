@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/tls"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +98,11 @@ func TestQueuedMessagesFollowTableChange(t *testing.T) {
 	core.reload(t, "group reloaded")
 	dev2 = persistent(false)
 	dev1.mustPublish(t, "b/x", "control after change", 1, false)
-	assertReceived(t, "dev2", dev2.receiveUntil(t, "control after change"), "control after change")
+	// QoS 1 is at least once: mochi may resend the control message as
+	// part of the resumed session's inflight window while it also goes out
+	// live, so a repeat of it is allowed; the unrouted message is not.
+	assertReceived(t, "dev2", slices.CompactFunc(dev2.receiveUntil(t, "control after change"),
+		func(a, b message) bool { return a.topic == b.topic && a.payload == b.payload }), "control after change")
 }
 
 // SIGTERM stops the core cleanly while devices are connected, and they see

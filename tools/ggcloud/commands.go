@@ -185,6 +185,36 @@ func runGroupAddDevice(ctx context.Context, g *globals, args []string, stdout, s
 	})
 }
 
+func runGroupRemoveDevice(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	fs := flags("group remove-device", g, stderr)
+	pos, err := parse(fs, args, 2, false, "ID THING")
+	if err != nil {
+		return err
+	}
+	return withClient(g, func(c *admin.Client) error {
+		if err := c.RemoveDevice(ctx, pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "group %s: device %s removed; deploy the group to apply it\n", pos[0], pos[1])
+		return nil
+	})
+}
+
+func runGroupRemoveSubscription(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
+	fs := flags("group remove-subscription", g, stderr)
+	pos, err := parse(fs, args, 2, false, "ID SUBSCRIPTION")
+	if err != nil {
+		return err
+	}
+	return withClient(g, func(c *admin.Client) error {
+		if err := c.RemoveSubscription(ctx, pos[0], pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "group %s: subscription %s removed; deploy the group to apply it\n", pos[0], pos[1])
+		return nil
+	})
+}
+
 func runGroupAddSubscription(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	fs := flags("group add-subscription", g, stderr)
 	id := fs.String("id", "", "subscription ID")

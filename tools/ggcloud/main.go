@@ -56,7 +56,9 @@ const usage = `usage: ggcloud [--data DIR] COMMAND ...
   policy attach NAME --cert ID
   group create ID --core THING [--core-cert ID] --ca-cert FILE --ca-key FILE [--certificate-expiry-ms N]
   group add-device ID THING [--cert ID]
+  group remove-device ID THING
   group add-subscription ID --id SID --source S --subject FILTER --target T
+  group remove-subscription ID SID
   group deploy ID
   group show ID
   group list
@@ -93,6 +95,10 @@ func lookup(name string) command {
 		return runGroupAddDevice
 	case "group add-subscription":
 		return runGroupAddSubscription
+	case "group remove-device":
+		return runGroupRemoveDevice
+	case "group remove-subscription":
+		return runGroupRemoveSubscription
 	case "group deploy":
 		return runGroupDeploy
 	case "group show":

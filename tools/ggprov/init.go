@@ -303,7 +303,8 @@ func (b *bundle) build() error {
 		CoreThing: config.CoreThing{
 			ThingArn: b.arnPrefix + "thing/" + o.core,
 			IotHost:  "127.0.0.1", IotMqttPort: 8884,
-			GGHost: "127.0.0.1", GGHttpPort: config.DefaultGGHttpPort,
+			// No control plane until `ggprov register --ggcloud` names one.
+			GGHttpPort: config.DefaultGGHttpPort,
 			GGMqttPort: o.port, KeepAlive: config.DefaultKeepAlive,
 		},
 		Crypto: config.Crypto{

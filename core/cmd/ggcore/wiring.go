@@ -21,6 +21,7 @@ import (
 	"github.com/ggcore/ggcore/core/connectivity"
 	"github.com/ggcore/ggcore/core/controlplane"
 	"github.com/ggcore/ggcore/core/dcm"
+	"github.com/ggcore/ggcore/core/deploy"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/router"
@@ -40,6 +41,10 @@ type core struct {
 	// background waits for them.
 	stopBackground context.CancelFunc
 	background     sync.WaitGroup
+
+	// groupMu serialises group switches (SIGHUP, deployments) and guards
+	// the group's figures below.
+	groupMu sync.Mutex
 
 	profile       tlsconf.Profile
 	groupID       string
@@ -215,6 +220,21 @@ func (c *core) startBackground(cloud *controlplane.Client) {
 		},
 	}
 	c.background.Go(func() { reporter.Run(ctx) })
+	deployer, err := deploy.New(deploy.Options[checkedGroup]{
+		Source:    cloud,
+		CoreARN:   c.cfg.CoreThing.ThingArn,
+		GroupPath: c.cfg.GroupPath(),
+		StatePath: filepath.Join(c.cfg.WriteDirectory, "deployment", "state.json"),
+		Check:     c.checkDeployment,
+		Activate:  c.switchGroup,
+		Interval:  time.Duration(c.cfg.GGCore.DeploymentPollSeconds) * time.Second,
+		Log:       c.log,
+	})
+	if err != nil {
+		c.log.Error("deployments are off", "error", err)
+	} else {
+		c.background.Go(func() { deployer.Run(ctx) })
+	}
 	c.background.Go(func() {
 		<-ctx.Done()
 		cloud.Close()
@@ -278,16 +298,57 @@ func (c *core) stop() error {
 func (c *core) reloadGroup() {
 	g, bg, err := loadGroup(c.cfg)
 	if err == nil {
-		err = c.broker.SetGroup(bg)
+		err = c.switchGroup(checkedGroup{g, bg})
 	}
 	if err != nil {
 		c.log.Error("group reload refused; keeping the running group", "path", c.cfg.GroupPath(), "error", err)
 		return
 	}
-	logUnavailableTargets(c.log, g)
-	c.groupID, c.devices, c.subscriptions = g.GroupId, len(g.Devices), len(g.Subscriptions)
 	c.log.Info("group reloaded", "group", g.GroupId, "version", g.GroupVersionId,
 		"devices", len(g.Devices), "subscriptions", len(g.Subscriptions))
+}
+
+// checkedGroup is a group.json that passed every check, with what the
+// broker enforces for it.
+type checkedGroup struct {
+	g  *config.Group
+	bg broker.Group
+}
+
+// switchGroup makes the broker enforce g, in one step.
+func (c *core) switchGroup(g checkedGroup) error {
+	c.groupMu.Lock()
+	defer c.groupMu.Unlock()
+	if err := c.broker.SetGroup(g.bg); err != nil {
+		return err
+	}
+	logUnavailableTargets(c.log, g.g)
+	c.groupID, c.devices, c.subscriptions = g.g.GroupId, len(g.g.Devices), len(g.g.Subscriptions)
+	return nil
+}
+
+// checkDeployment checks a deployment's group.json completely before
+// anything changes: its format, that it is this core's, that it is the
+// running group's (a core serves one group), and its routing table.
+func (c *core) checkDeployment(ref controlplane.DeploymentRef, data []byte) (checkedGroup, error) {
+	g, err := config.ParseGroup(data)
+	if err != nil {
+		return checkedGroup{}, err
+	}
+	c.groupMu.Lock()
+	running := c.groupID
+	c.groupMu.Unlock()
+	switch {
+	case g.GroupId != ref.GroupId:
+		return checkedGroup{}, fmt.Errorf("GroupId %q: the deployment is of group %q", g.GroupId, ref.GroupId)
+	case g.GroupId != running:
+		return checkedGroup{}, fmt.Errorf("GroupId %q: this core serves group %q", g.GroupId, running)
+	}
+	bg, err := brokerGroup(c.cfg, g)
+	if err != nil {
+		return checkedGroup{}, err
+	}
+	return checkedGroup{g, bg}, nil
 }
 
 // loadGroup reads group.json and builds what the broker enforces.
@@ -296,9 +357,18 @@ func loadGroup(cfg *config.Config) (*config.Group, broker.Group, error) {
 	if err != nil {
 		return nil, broker.Group{}, err
 	}
+	bg, err := brokerGroup(cfg, g)
+	if err != nil {
+		return nil, broker.Group{}, fmt.Errorf("%s: %w", cfg.GroupPath(), err)
+	}
+	return g, bg, nil
+}
+
+// brokerGroup checks that g is this core's and builds its routing table.
+func brokerGroup(cfg *config.Config, g *config.Group) (broker.Group, error) {
 	if core := g.Cores[0]; core.ThingArn != cfg.CoreThing.ThingArn {
-		return nil, broker.Group{}, fmt.Errorf("%s: Cores[0].ThingArn %q is not this core (coreThing.thingArn %q)",
-			cfg.GroupPath(), core.ThingArn, cfg.CoreThing.ThingArn)
+		return broker.Group{}, fmt.Errorf("Cores[0].ThingArn %q is not this core (coreThing.thingArn %q)",
+			core.ThingArn, cfg.CoreThing.ThingArn)
 	}
 	subs := make([]router.Subscription, len(g.Subscriptions))
 	for i, s := range g.Subscriptions {
@@ -306,13 +376,13 @@ func loadGroup(cfg *config.Config) (*config.Group, broker.Group, error) {
 	}
 	table, err := router.New(subs)
 	if err != nil {
-		return nil, broker.Group{}, fmt.Errorf("%s: %w", cfg.GroupPath(), err)
+		return broker.Group{}, err
 	}
 	bg := broker.Group{ID: g.GroupId, Table: table, Devices: make([]broker.Thing, len(g.Devices))}
 	for i, d := range g.Devices {
 		bg.Devices[i] = broker.Thing{Name: d.Name(), ARN: d.ThingArn, CertificateID: d.CertificateID()}
 	}
-	return g, bg, nil
+	return bg, nil
 }
 
 // logUnavailableTargets names subscriptions whose source or target does

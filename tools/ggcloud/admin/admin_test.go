@@ -289,3 +289,37 @@ func TestListenRefusesAnOpenDirectory(t *testing.T) {
 		t.Errorf("a refused Listen left a socket: %v", err)
 	}
 }
+
+// TestRemoveDeviceAndSubscription: a device named by a subscription cannot
+// be removed until the subscription goes; then both are gone and the next
+// deployment has neither.
+func TestRemoveDeviceAndSubscription(t *testing.T) {
+	c := openClient(t, filepath.Join(t.TempDir(), "data"))
+	provision(t, c, newPEMs(t))
+	ctx := context.Background()
+	if err := c.RemoveDevice(ctx, "g1", "sensor"); err == nil || !strings.Contains(err.Error(), "subscription s1") {
+		t.Fatalf("removing a device still in subscription s1: %v; want a refusal naming s1", err)
+	}
+	if err := c.RemoveSubscription(ctx, "g1", "s9"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("removing an unknown subscription: %v; want ErrNotFound", err)
+	}
+	if err := c.RemoveSubscription(ctx, "g1", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveDevice(ctx, "g1", "sensor"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveDevice(ctx, "g1", "sensor"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("removing it again: %v; want ErrNotFound", err)
+	}
+	g, err := c.GetGroup(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Devices) != 0 || len(g.Subscriptions) != 0 {
+		t.Errorf("group after removal: devices %v, subscriptions %v; want none", g.Devices, g.Subscriptions)
+	}
+	if _, err := c.Deploy(ctx, "g1"); err != nil {
+		t.Errorf("deploying the group without devices: %v", err)
+	}
+}

@@ -233,6 +233,17 @@ func (c *Client) AddDevice(ctx context.Context, group, thing, certID string) err
 	return c.call(ctx, "POST", "/v1/groups/"+esc(group)+"/devices", Member{Thing: thing, CertificateId: certID}, nil)
 }
 
+// RemoveDevice takes a device out of a group; subscriptions naming it
+// must go first.
+func (c *Client) RemoveDevice(ctx context.Context, group, thing string) error {
+	return c.call(ctx, "DELETE", "/v1/groups/"+esc(group)+"/devices/"+esc(thing), nil, nil)
+}
+
+// RemoveSubscription deletes a subscription of a group by ID.
+func (c *Client) RemoveSubscription(ctx context.Context, group, id string) error {
+	return c.call(ctx, "DELETE", "/v1/groups/"+esc(group)+"/subscriptions/"+esc(id), nil, nil)
+}
+
 // AddSubscription adds a subscription to a group and returns it as
 // stored: Source and Target may be thing names of the group, which
 // become their ARNs.

@@ -102,6 +102,22 @@ func (h *handler) addDevice(r *http.Request) (any, error) {
 	return h.group(id)
 }
 
+func (h *handler) removeDevice(r *http.Request) (any, error) {
+	id := r.PathValue("group")
+	if err := h.st.RemoveDevice(id, r.PathValue("thing")); err != nil {
+		return nil, err
+	}
+	return h.group(id)
+}
+
+func (h *handler) removeSubscription(r *http.Request) (any, error) {
+	id := r.PathValue("group")
+	if err := h.st.RemoveSubscription(id, r.PathValue("id")); err != nil {
+		return nil, err
+	}
+	return h.group(id)
+}
+
 func (h *handler) addSubscription(r *http.Request) (any, error) {
 	var in store.Subscription
 	if err := decode(r, &in); err != nil {

@@ -54,6 +54,8 @@ func Handler(st *store.Store, log *slog.Logger) http.Handler {
 		{"GET /v1/groups", h.listGroups},
 		{"GET /v1/groups/{group}", h.getGroup},
 		{"POST /v1/groups/{group}/devices", h.addDevice},
+		{"DELETE /v1/groups/{group}/devices/{thing}", h.removeDevice},
+		{"DELETE /v1/groups/{group}/subscriptions/{id}", h.removeSubscription},
 		{"POST /v1/groups/{group}/subscriptions", h.addSubscription},
 		{"POST /v1/groups/{group}/deployments", h.deploy},
 		{"GET /v1/groups/{group}/deployments", h.listDeployments},

@@ -330,3 +330,50 @@ func saveGroup(tx *bolt.Tx, g Group) error {
 	}
 	return put(b, g.ID, g)
 }
+
+// RemoveDevice takes a device out of a group. A subscription that still
+// names the device is refused, naming it: remove or change those first,
+// so that the next deployment is valid. Removing a device that is not in
+// the group is ErrNotFound.
+func (s *Store) RemoveDevice(groupID, thing string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var g Group
+		if err := get(tx.Bucket(bGroups), "group", groupID, &g); err != nil {
+			return err
+		}
+		i := slices.Index(g.Devices, thing)
+		if i < 0 {
+			return fmt.Errorf("store: group %s: device %s: %w", groupID, thing, ErrNotFound)
+		}
+		var t Thing
+		if err := get(tx.Bucket(bThings), "thing", thing, &t); err != nil {
+			return err
+		}
+		for _, sub := range g.Subscriptions {
+			if sub.Source == t.ARN || sub.Target == t.ARN || sub.Source == thing || sub.Target == thing {
+				return fmt.Errorf("store: group %s: device %s is in subscription %s; remove that first", groupID, thing, sub.Id)
+			}
+		}
+		g.Devices = slices.Delete(slices.Clone(g.Devices), i, i+1)
+		g.DeviceCerts = maps.Clone(g.DeviceCerts)
+		delete(g.DeviceCerts, thing)
+		return saveGroup(tx, g)
+	})
+}
+
+// RemoveSubscription deletes a subscription of a group by ID; an unknown
+// ID is ErrNotFound.
+func (s *Store) RemoveSubscription(groupID, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var g Group
+		if err := get(tx.Bucket(bGroups), "group", groupID, &g); err != nil {
+			return err
+		}
+		i := slices.IndexFunc(g.Subscriptions, func(s Subscription) bool { return s.Id == id })
+		if i < 0 {
+			return fmt.Errorf("store: group %s: subscription %s: %w", groupID, id, ErrNotFound)
+		}
+		g.Subscriptions = slices.Delete(slices.Clone(g.Subscriptions), i, i+1)
+		return saveGroup(tx, g)
+	})
+}

@@ -1,0 +1,261 @@
+// Package deploy takes new group definitions from the control plane: it
+// learns of a deployment (polling, or when notified), fetches its
+// group.json, has it checked completely, writes it durably in place of the
+// running group.json (write new, fsync, rename, fsync the directory),
+// switches the core to it, and reports InProgress, then Success or Failure
+// with the reason. A deployment that fails any step changes nothing: the
+// running group and group.json stay as they were. A core killed at any
+// point restarts on the old group.json or the new one, never a mix.
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ggcore/ggcore/core/controlplane"
+)
+
+// Source is where deployments come from: the control plane.
+type Source interface {
+	CurrentDeployment(ctx context.Context) (controlplane.DeploymentRef, error)
+	GetDeployment(ctx context.Context, ref controlplane.DeploymentRef) ([]byte, error)
+	UpdateDeploymentStatus(ctx context.Context, ref controlplane.DeploymentRef, coreARN, status, message string) error
+}
+
+// Options configure a Deployer for groups checked into a G.
+type Options[G any] struct {
+	Source Source
+	// CoreARN is the core's thing ARN, for status reports.
+	CoreARN string
+	// GroupPath is the running group.json; StatePath records the last
+	// deployment handled and its outcome.
+	GroupPath, StatePath string
+	// Check validates a deployment's group.json completely (format, this
+	// core, this group, the routing table) and returns what Activate takes.
+	Check func(ref controlplane.DeploymentRef, data []byte) (G, error)
+	// Activate switches the running core to a checked group in one step.
+	Activate func(G) error
+	// Interval is how often the control plane is asked; zero means 30 s.
+	Interval time.Duration
+	// Log receives the deployer's lines; nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Deployer applies deployments until its context ends.
+type Deployer[G any] struct {
+	o      Options[G]
+	log    *slog.Logger
+	notify chan struct{}
+	state  record
+}
+
+// record is the state file: the last deployment handled.
+type record struct {
+	controlplane.DeploymentRef
+	Status  string    `json:"Status"`
+	Message string    `json:"ErrorMessage,omitempty"`
+	At      time.Time `json:"At"`
+	// Reported is false until the control plane took the final status.
+	Reported bool `json:"Reported"`
+}
+
+// New returns a Deployer; it reads the state file if there is one.
+func New[G any](o Options[G]) (*Deployer[G], error) {
+	if o.Source == nil || o.Check == nil || o.Activate == nil || o.GroupPath == "" || o.StatePath == "" {
+		return nil, errors.New("deploy: a source, Check, Activate, the group path and the state path are required")
+	}
+	if o.Interval == 0 {
+		o.Interval = 30 * time.Second
+	}
+	d := &Deployer[G]{o: o, log: o.Log, notify: make(chan struct{}, 1)}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	d.log = d.log.With("component", "deploy")
+	data, err := os.ReadFile(o.StatePath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("deploy: %w", err)
+	default:
+		if err := json.Unmarshal(data, &d.state); err != nil {
+			d.log.Warn("deployment state unreadable; the current deployment will be applied again", "path", o.StatePath, "error", err)
+			d.state = record{}
+		}
+	}
+	return d, nil
+}
+
+// Notify asks Run to look for a deployment now (a notification from the
+// cloud). It does not wait.
+func (d *Deployer[G]) Notify() {
+	select {
+	case d.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run asks the control plane for the current deployment at once, then
+// every Interval and on Notify, and applies each new one.
+func (d *Deployer[G]) Run(ctx context.Context) {
+	for {
+		if err := d.poll(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("cannot check for deployments; will try again", "retry_in", d.o.Interval, "error", err)
+		}
+		timer := time.NewTimer(d.o.Interval)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		case <-d.notify:
+			timer.Stop()
+		}
+	}
+}
+
+// poll handles the current deployment if it is new.
+func (d *Deployer[G]) poll(ctx context.Context) error {
+	if d.state.DeploymentId != "" && !d.state.Reported {
+		d.report(ctx)
+	}
+	ref, err := d.o.Source.CurrentDeployment(ctx)
+	if errors.Is(err, controlplane.ErrNoDeployment) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ref == d.state.DeploymentRef {
+		return nil
+	}
+	start := time.Now()
+	log := d.log.With("group", ref.GroupId, "deployment", ref.DeploymentId)
+	log.Info("deployment received")
+	if err := d.o.Source.UpdateDeploymentStatus(ctx, ref, d.o.CoreARN, controlplane.StatusInProgress, ""); err != nil {
+		log.Warn("could not report InProgress", "error", err)
+	}
+	err = d.apply(ctx, ref)
+	if err != nil && ctx.Err() != nil {
+		return err // stopping: the deployment is taken up again at the next start
+	}
+	var transient *transientError
+	if errors.As(err, &transient) {
+		return err
+	}
+	d.state = record{DeploymentRef: ref, Status: controlplane.StatusSuccess, At: time.Now().UTC()}
+	if err != nil {
+		d.state.Status, d.state.Message = controlplane.StatusFailure, err.Error()
+		log.Error("deployment refused; the running group is unchanged", "error", err)
+	} else {
+		log.Info("deployment applied", "took", time.Since(start).Round(time.Microsecond))
+	}
+	if err := d.save(); err != nil {
+		log.Error("could not record the deployment's outcome", "error", err)
+	}
+	d.report(ctx)
+	return nil
+}
+
+// transientError is a failure worth trying again (the control plane did
+// not answer), as opposed to a deployment that is wrong.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// apply fetches, checks, persists and activates one deployment.
+func (d *Deployer[G]) apply(ctx context.Context, ref controlplane.DeploymentRef) error {
+	data, err := d.o.Source.GetDeployment(ctx, ref)
+	if err != nil {
+		if controlplane.Refused(err) {
+			return fmt.Errorf("deploy: fetch: %w", err)
+		}
+		return &transientError{fmt.Errorf("deploy: fetch: %w", err)}
+	}
+	g, err := d.o.Check(ref, data)
+	if err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	old, err := os.ReadFile(d.o.GroupPath)
+	if err != nil {
+		return fmt.Errorf("deploy: read the running group: %w", err)
+	}
+	if err := writeAtomic(d.o.GroupPath, data); err != nil {
+		return fmt.Errorf("deploy: write %s: %w", d.o.GroupPath, err)
+	}
+	if err := d.o.Activate(g); err != nil {
+		if rerr := writeAtomic(d.o.GroupPath, old); rerr != nil {
+			d.log.Error("could not restore the previous group.json", "path", d.o.GroupPath, "error", rerr)
+		}
+		return fmt.Errorf("deploy: activate: %w", err)
+	}
+	return nil
+}
+
+// report sends the recorded outcome to the control plane.
+func (d *Deployer[G]) report(ctx context.Context) {
+	err := d.o.Source.UpdateDeploymentStatus(ctx, d.state.DeploymentRef, d.o.CoreARN, d.state.Status, d.state.Message)
+	if err != nil {
+		d.log.Warn("could not report the deployment's outcome; will try again", "deployment", d.state.DeploymentId,
+			"status", d.state.Status, "error", err)
+		return
+	}
+	d.state.Reported = true
+	if err := d.save(); err != nil {
+		d.log.Error("could not record the deployment's outcome", "error", err)
+	}
+}
+
+func (d *Deployer[G]) save() error {
+	data, err := json.MarshalIndent(d.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(d.o.StatePath, append(data, '\n'))
+}
+
+// writeAtomic replaces path with data: a new file beside it, synced,
+// renamed over, and the directory synced. A crash leaves the old file or
+// the new one; a failure (a full disk) leaves the old one.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
