@@ -75,6 +75,7 @@ func newSnapshot(g Group) (*snapshot, error) {
 		s.byName[t.Name] = t
 		s.byCert[t.CertificateID] = t
 	}
+	s.byName[cloudClient] = &cloudThing
 	return s, nil
 }
 
@@ -138,6 +139,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Limits; the zero value means DefaultLimits().
 	Limits Limits
+	// Upstream takes messages the table routes to the cloud; nil drops
+	// them (counted as unrouted targets).
+	Upstream Upstream
 }
 
 // Stats are the broker's counters since start.
@@ -165,6 +169,10 @@ type Broker struct {
 
 	limits Limits
 	pacer  *pacer
+
+	upstream Upstream
+	// cloud is the inline client messages from the cloud come from.
+	cloud *mqtt.Client
 
 	refused  atomic.Int64
 	unrouted atomic.Int64
@@ -208,7 +216,7 @@ func New(o Options, g Group) (*Broker, error) {
 	// another; v1 never offered them. SUBSCRIBE to $share/... gets 0x9E.
 	caps.SharedSubAvailable = 0
 
-	b := &Broker{log: log, addr: o.Listener.Addr(), limits: lim}
+	b := &Broker{log: log, addr: o.Listener.Addr(), limits: lim, upstream: o.Upstream}
 	b.pacer = &pacer{b: b}
 	b.snap.Store(snap)
 	b.srv = mqtt.New(&mqtt.Options{
@@ -235,6 +243,7 @@ func New(o Options, g Group) (*Broker, error) {
 	for _, f := range []string{"$share/ggcore/#", "$share/ggcore/$SYS/#"} {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}
+	b.cloud = b.srv.NewClient(nil, "local", cloudClient, true)
 	if err := b.srv.AddListener(newTLSListener("mqtts", o.Listener, o.TLS)); err != nil {
 		return nil, fmt.Errorf("broker: add listener: %w", err)
 	}

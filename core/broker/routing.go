@@ -71,7 +71,7 @@ func (h *routingHook) OnACLCheck(cl *mqtt.Client, topicOrFilter string, write bo
 func (h *routingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	snap := h.b.snap.Load()
 	if t := snap.byName[cl.ID]; t != nil && snap.table.HasRoute(t.ARN, pk.TopicName) {
-		return pk, nil
+		return pk, h.b.toCloud(cl, pk)
 	}
 	h.b.unrouted.Add(1)
 	h.b.log.Debug("unrouted publish dropped", "client", cl.ID, "topic", pk.TopicName)

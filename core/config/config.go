@@ -62,6 +62,9 @@ type CoreThing struct {
 	GGHttpPort  int    `json:"ggHttpPort"`        // default 8443
 	GGMqttPort  int    `json:"ggMqttPort"`        // local MQTT server, default 8883
 	KeepAlive   int    `json:"keepAlive"`         // upstream MQTT keep-alive in seconds, default 600
+	// MQTTMaxConnectionRetryInterval caps the wait between upstream
+	// connection attempts, in seconds; default 60.
+	MQTTMaxConnectionRetryInterval int `json:"mqttMaxConnectionRetryInterval,omitempty"`
 }
 
 // Crypto is config.json's "crypto" object.
@@ -229,7 +232,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, err
 	}
 	c := &Config{
-		CoreThing: CoreThing{IotMqttPort: DefaultIotMqttPort, GGHttpPort: DefaultGGHttpPort,
+		CoreThing: CoreThing{IotMqttPort: DefaultIotMqttPort, GGHttpPort: DefaultGGHttpPort, MQTTMaxConnectionRetryInterval: 60,
 			GGMqttPort: DefaultGGMqttPort, KeepAlive: DefaultKeepAlive},
 		GGCore: GGCore{TLSProfile: DefaultTLSProfile, TPM: TPM{Device: DefaultTPMDevice}, DeploymentPollSeconds: 30},
 	}
@@ -300,7 +303,10 @@ func (w *walker) coreThing(path string, raw json.RawMessage, ct *CoreThing) {
 		}},
 		ignore("caPath"), ignore("certPath"), ignore("keyPath"), ignore("iotHttpPort"),
 		ignore("networkProxy"), ignore("mqttOperationTimeout"), ignore("ggDaemonPort"),
-		ignore("systemComponentAuthTimeout"), ignore("mqttMaxConnectionRetryInterval"),
+		ignore("systemComponentAuthTimeout"),
+		{"mqttMaxConnectionRetryInterval", func(p string, v json.RawMessage) {
+			w.intRange(p, v, 1, 86400, "a number of seconds from 1 to 86400", &ct.MQTTMaxConnectionRetryInterval)
+		}},
 	})
 	if present != nil && !present["thingArn"] {
 		w.fail(join(path, "thingArn"), "required: the core's thing ARN, %s", thingARNForm)

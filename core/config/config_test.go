@@ -98,6 +98,7 @@ func TestParseConfigGolden(t *testing.T) {
 		CoreThing: CoreThing{
 			ThingArn: "arn:aws:iot:us-east-1:000000000000:thing/core", ThingName: "core",
 			IotHost: "127.0.0.1", IotMqttPort: 8884, GGHost: "127.0.0.1", GGHttpPort: 8443, GGMqttPort: 8883, KeepAlive: 600,
+			MQTTMaxConnectionRetryInterval: 60,
 		},
 		Crypto: Crypto{
 			CAPath: "/DIR/certs/root.ca.pem",

@@ -122,9 +122,9 @@ func TestInitConfigAndGroupFormat(t *testing.T) {
 		}
 	}
 	ct := cfg.CoreThing
-	if ct.ThingArn != "arn:aws:iot:us-east-1:000000000000:thing/core" || ct.IotHost != "127.0.0.1" || ct.GGHost != "" ||
-		ct.IotMqttPort != 8884 || ct.GGHttpPort != 8443 || ct.GGMqttPort != 8883 || ct.KeepAlive != 600 {
-		t.Errorf("coreThing = %+v, want the DESIGN.md example, with no ggHost until ggprov register", ct)
+	if ct.ThingArn != "arn:aws:iot:us-east-1:000000000000:thing/core" || ct.IotHost != "" || ct.GGHost != "" ||
+		ct.IotMqttPort != 8883 || ct.GGHttpPort != 8443 || ct.GGMqttPort != 8883 || ct.KeepAlive != 600 {
+		t.Errorf("coreThing = %+v, want the DESIGN.md example, with no iotHost and ggHost until ggprov register", ct)
 	}
 	p := cfg.Crypto.Principals
 	wantPaths := map[string]string{

@@ -302,9 +302,9 @@ func (b *bundle) build() error {
 	cfg := config.Config{
 		CoreThing: config.CoreThing{
 			ThingArn: b.arnPrefix + "thing/" + o.core,
-			IotHost:  "127.0.0.1", IotMqttPort: 8884,
-			// No control plane until `ggprov register --ggcloud` names one.
-			GGHttpPort: config.DefaultGGHttpPort,
+			// No upstream and no control plane until `ggprov register
+			// --iot/--ggcloud` (or the user) names them.
+			IotMqttPort: config.DefaultIotMqttPort, GGHttpPort: config.DefaultGGHttpPort,
 			GGMqttPort: o.port, KeepAlive: config.DefaultKeepAlive,
 		},
 		Crypto: config.Crypto{

@@ -45,7 +45,7 @@ const usage = `usage:
   ggprov server-cert --dir DIR [--server-name NAME ...]
   ggprov keys create --uri URI --type TYPE [--usage sign|decrypt] [options]
   ggprov ggcloud-cert --dir DIR [--host NAME ...]
-  ggprov register --dir DIR --ggcloud-data DATA [--ggcloud HOST:PORT]
+  ggprov register --dir DIR --ggcloud-data DATA [--ggcloud HOST:PORT] [--iot HOST:PORT]
 
 Run 'ggprov init -h', 'ggprov subscription add -h' or 'ggprov keys create -h' for the options.
 `

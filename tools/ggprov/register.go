@@ -53,7 +53,9 @@ func fillPolicy(tmpl, region, account, core, group string) []byte {
 // devices' (<group>-devices), and the group with its group CA, devices
 // and subscriptions. It reaches ggcloud through its data directory (the
 // admin socket of a running ggcloud, or the store itself). With
-// --ggcloud HOST:PORT it points config.json's ggHost and ggHttpPort at it.
+// --ggcloud HOST:PORT it points config.json's ggHost and ggHttpPort at it,
+// and with --iot HOST:PORT its iotHost and iotMqttPort (the upstream
+// MQTT broker).
 // Running it again is harmless.
 func runRegister(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ggprov register", flag.ContinueOnError)
@@ -61,6 +63,7 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", "", "bundle directory written by ggprov init")
 	data := fs.String("ggcloud-data", "", "ggcloud's data directory (ggcloud --data)")
 	endpoint := fs.String("ggcloud", "", "HOST:PORT the core reaches ggcloud at; written into config.json (coreThing.ggHost, ggHttpPort)")
+	iot := fs.String("iot", "", "HOST:PORT of the upstream MQTT broker (ggcloud serve --mqtt-listen, or AWS IoT Core); written into config.json (coreThing.iotHost, iotMqttPort)")
 	expiry := fs.Int64("certificate-expiry-ms", 0, "MQTT server certificate validity in ms (default: the bundle group's CertificateExpiryInMilliseconds)")
 	deploy := fs.Bool("deploy", false, "also deploy the group (ggcloud group deploy)")
 	if err := fs.Parse(args); err != nil {
@@ -79,15 +82,22 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 	if *expiry < 0 || *expiry > maxExpiryMs {
 		return usagef("register: --certificate-expiry-ms %d: want at most %d (30 days)", *expiry, maxExpiryMs)
 	}
-	var host string
-	var port int
-	if *endpoint != "" {
-		h, p, err := net.SplitHostPort(*endpoint)
+	edits := map[string]any{} // coreThing fields to set in config.json
+	for _, e := range []struct {
+		flag, value, host, port, example string
+	}{
+		{"ggcloud", *endpoint, "ggHost", "ggHttpPort", "127.0.0.1:8443"},
+		{"iot", *iot, "iotHost", "iotMqttPort", "127.0.0.1:8884"},
+	} {
+		if e.value == "" {
+			continue
+		}
+		h, p, err := net.SplitHostPort(e.value)
 		n, perr := strconv.Atoi(p)
 		if err != nil || perr != nil || n < 1 || n > 65535 || !validServerName(h) {
-			return usagef("register: --ggcloud %q: want HOST:PORT, such as 127.0.0.1:8443", *endpoint)
+			return usagef("register: --%s %q: want HOST:PORT, such as %s", e.flag, e.value, e.example)
 		}
-		host, port = h, n
+		edits[e.host], edits[e.port] = h, n
 	}
 	configPath := filepath.Join(*dir, "config.json")
 	cfg, err := config.LoadConfig(configPath)
@@ -207,11 +217,15 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "deployed group %s: deployment %s\n", g.GroupId, id)
 	}
-	if host != "" {
-		if err := setControlPlane(configPath, host, port); err != nil {
+	if len(edits) > 0 {
+		if err := setCoreThing(configPath, edits); err != nil {
 			return fmt.Errorf("register: %w", err)
 		}
-		fmt.Fprintf(stdout, "config.json: coreThing.ggHost %s, ggHttpPort %d\n", host, port)
+		for _, k := range []string{"ggHost", "ggHttpPort", "iotHost", "iotMqttPort"} {
+			if v, ok := edits[k]; ok {
+				fmt.Fprintf(stdout, "config.json: coreThing.%s %v\n", k, v)
+			}
+		}
 	}
 	return nil
 }
@@ -237,9 +251,9 @@ func regionAccount(thingARN string) (string, string, error) {
 	return parts[3], parts[4], nil
 }
 
-// setControlPlane sets coreThing.ggHost and ggHttpPort in config.json,
-// keeping everything else, and checks the result before replacing it.
-func setControlPlane(path, host string, port int) error {
+// setCoreThing sets fields of config.json's coreThing, keeping
+// everything else, and checks the result before replacing the file.
+func setCoreThing(path string, fields map[string]any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -252,15 +266,16 @@ func setControlPlane(path, host string, port int) error {
 	if err := json.Unmarshal(doc["coreThing"], &ct); err != nil {
 		return fmt.Errorf("%s: coreThing: %w", path, err)
 	}
-	ct["ggHost"], _ = json.Marshal(host)
-	ct["ggHttpPort"], _ = json.Marshal(port)
+	for k, v := range fields {
+		ct[k], _ = json.Marshal(v)
+	}
 	doc["coreThing"], _ = json.Marshal(ct)
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
 	}
 	if _, err := config.ParseConfig(out); err != nil {
-		return fmt.Errorf("config.json with ggHost %s would be invalid: %w", host, err)
+		return fmt.Errorf("config.json with coreThing %v would be invalid: %w", fields, err)
 	}
 	return replaceFile(path, append(out, '\n'))
 }
