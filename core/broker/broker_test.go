@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,8 @@ type testFleet struct {
 	certs   map[string]tls.Certificate
 	devices []Thing
 	broker  *Broker
+	// upstream, when set before start, takes messages routed to cloud.
+	upstream Upstream
 }
 
 func newTestFleet(t *testing.T, names ...string) *testFleet {
@@ -84,7 +87,7 @@ func (f *testFleet) start(g Group) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	b, err := New(Options{Listener: ln, TLS: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, g)
+	b, err := New(Options{Listener: ln, TLS: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Upstream: f.upstream}, g)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -324,5 +327,57 @@ func TestSlowSubscriberLosesNothing(t *testing.T) {
 				t.Fatalf("received %d of %d; broker stats %+v", n, 2*perPublisher, s)
 			}
 		})
+	}
+}
+
+func TestCloudRoutes(t *testing.T) {
+	f := newTestFleet(t, "dev1", "dev2")
+	type msg struct{ topic, payload string }
+	var mu sync.Mutex
+	var up []msg
+	failing := false
+	f.upstream = func(topic string, payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			return errors.New("disk full")
+		}
+		up = append(up, msg{topic, string(payload)})
+		return nil
+	}
+	f.start(f.group(
+		router.Subscription{ID: "up", Source: arnPrefix + "dev1", Subject: "telemetry/#", Target: CloudSource},
+		router.Subscription{ID: "down", Source: CloudSource, Subject: "commands/dev2/#", Target: arnPrefix + "dev2"},
+	))
+	dev1, dev2 := f.mustConnect("dev1"), f.mustConnect("dev2")
+	if code := dev2.subscribe(t, "commands/#"); code >= 0x80 {
+		t.Fatalf("SUBACK %#x", code)
+	}
+
+	// dev1 -> cloud: handed upstream before dev1's PUBACK (publish waits for it).
+	dev1.publish(t, "telemetry/t", "21.5", false)
+	dev1.publish(t, "other/t", "not for the cloud", false)
+	mu.Lock()
+	if len(up) != 1 || up[0] != (msg{"telemetry/t", "21.5"}) {
+		t.Errorf("upstream got %v; want only telemetry/t", up)
+	}
+	failing = true
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := dev1.Publish(ctx, &paho.Publish{Topic: "telemetry/t", QoS: 1, Payload: []byte("refused")})
+	if err == nil && (resp == nil || resp.ReasonCode != 0x97) {
+		t.Errorf("upstream refused the message, yet the device got PUBACK %+v; want 0x97", resp)
+	}
+
+	// cloud -> dev2, by the table only.
+	if err := f.broker.FromCloud("commands/dev1/x", []byte("not routed"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.broker.FromCloud("commands/dev2/reboot", []byte("now"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if p := dev2.expect(t, "commands/dev2/reboot", "now"); p.QoS != 1 {
+		t.Errorf("delivered at QoS %d; want 1", p.QoS)
 	}
 }
