@@ -123,6 +123,14 @@ func ValidCertificateID(id string) bool {
 // checkFunctionARN reports why s is not a Lambda function ARN
 // (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]).
 func checkFunctionARN(s string) error {
+	// v1's system functions (GGCloudSpooler, GGShadowSyncManager, ...)
+	// have no region or account: arn:aws:lambda:::function:GGName:1.
+	if rest, ok := strings.CutPrefix(s, "arn:aws:lambda:::function:"); ok {
+		name, version, _ := strings.Cut(rest, ":")
+		if strings.HasPrefix(name, "GG") && lambdaWord(name, 64) && lambdaWord(version, 128) {
+			return nil
+		}
+	}
 	a, err := parseARN(s, "lambda")
 	if err != nil {
 		return fmt.Errorf("%s is not a function ARN (%v): want %s", quote(s), err, functionARNForm)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -454,4 +455,47 @@ func endpointProblem(s string, things, functions map[string]bool, complete bool)
 		return err.Error()
 	}
 	return fmt.Sprintf("%s: %s", quote(s), endpointWant)
+}
+
+// Cloud spooler settings, as v1 read them from its GGCloudSpooler system
+// function's environment.
+const (
+	// DefaultSpoolMaxBytes is the outbound spool's size when the group
+	// does not set GG_CONFIG_MAX_SIZE_BYTES: 2.5 MB, as v1.
+	DefaultSpoolMaxBytes = 2621440
+	// MinSpoolMaxBytes is the smallest GG_CONFIG_MAX_SIZE_BYTES v1 takes.
+	MinSpoolMaxBytes = 262144
+	spoolerFunction  = "arn:aws:lambda:::function:GGCloudSpooler:"
+)
+
+// SpoolMaxBytes is the outbound cloud spool's size: the
+// GG_CONFIG_MAX_SIZE_BYTES environment variable of the group's
+// GGCloudSpooler function (arn:aws:lambda:::function:GGCloudSpooler:1),
+// or 2.5 MB without one. A value below 262144 or not a number is an error
+// naming its path, as v1 refused to start with it.
+func (g *Group) SpoolMaxBytes() (int64, error) {
+	for i, raw := range g.Functions {
+		var f struct {
+			FunctionArn           string
+			FunctionConfiguration struct {
+				Environment struct {
+					Variables map[string]string
+				}
+			}
+		}
+		if json.Unmarshal(raw, &f) != nil || !strings.HasPrefix(f.FunctionArn, spoolerFunction) {
+			continue
+		}
+		v, ok := f.FunctionConfiguration.Environment.Variables["GG_CONFIG_MAX_SIZE_BYTES"]
+		if !ok {
+			return DefaultSpoolMaxBytes, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < MinSpoolMaxBytes {
+			return 0, fmt.Errorf("Functions[%d].FunctionConfiguration.Environment.Variables.GG_CONFIG_MAX_SIZE_BYTES: %q: want a number of bytes >= %d",
+				i, v, MinSpoolMaxBytes)
+		}
+		return n, nil
+	}
+	return DefaultSpoolMaxBytes, nil
 }

@@ -320,3 +320,40 @@ func TestParseGroupNoCascade(t *testing.T) {
 		})
 	}
 }
+
+func TestSpoolMaxBytes(t *testing.T) {
+	spooler := func(env string) string {
+		return `{"Id":"spooler","FunctionArn":"arn:aws:lambda:::function:GGCloudSpooler:1","FunctionConfiguration":{"Environment":{"Variables":` + env + `}}}`
+	}
+	for _, tc := range []struct {
+		name, functions string
+		want            int64
+		err             string
+	}{
+		{"no functions", `[]`, DefaultSpoolMaxBytes, ""},
+		{"spooler without size", `[` + spooler(`{"GG_CONFIG_STORAGE_TYPE":"FileSystem"}`) + `]`, DefaultSpoolMaxBytes, ""},
+		{"spooler with size", `[` + spooler(`{"GG_CONFIG_MAX_SIZE_BYTES":"5242880"}`) + `]`, 5242880, ""},
+		{"too small", `[` + spooler(`{"GG_CONFIG_MAX_SIZE_BYTES":"1024"}`) + `]`, 0, "Functions[0].FunctionConfiguration.Environment.Variables.GG_CONFIG_MAX_SIZE_BYTES"},
+		{"not a number", `[` + spooler(`{"GG_CONFIG_MAX_SIZE_BYTES":"lots"}`) + `]`, 0, `"lots"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := `{"GroupId":"g1","Cores":[{"Id":"c","ThingArn":"arn:aws:iot:us-east-1:000000000000:thing/core",
+				"CertificateArn":"arn:aws:iot:us-east-1:000000000000:cert/` + strings.Repeat("a", 64) + `"}],
+				"Devices":[],"Subscriptions":[],"Functions":` + tc.functions + `}`
+			g, err := ParseGroup([]byte(doc))
+			if err != nil {
+				t.Fatalf("ParseGroup: %v", err)
+			}
+			got, err := g.SpoolMaxBytes()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("SpoolMaxBytes = %d, %v; want an error naming %s", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("SpoolMaxBytes = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}
