@@ -21,6 +21,13 @@ import (
 	"github.com/ggcore/ggcore/core/controlplane"
 )
 
+// NotifyTopic is where the control plane tells a core, over the upstream
+// MQTT connection, that its group has a new deployment: inside the
+// $aws/things/<core>-* topics the seed's minimal core policy allows. The
+// payload is {"GroupId","DeploymentId"}; the core fetches the deployment
+// as it does when polling.
+func NotifyTopic(core string) string { return "$aws/things/" + core + "-gda/deployment/notify" }
+
 // Source is where deployments come from: the control plane.
 type Source interface {
 	CurrentDeployment(ctx context.Context) (controlplane.DeploymentRef, error)

@@ -23,12 +23,14 @@ import (
 
 // cloudProc is a running ggcloud (the control plane) on a loopback port.
 type cloudProc struct {
-	data   string // its --data directory
-	port   int
-	cmd    *exec.Cmd
-	log    *logBuffer
-	exited chan struct{}
-	err    error
+	data string // its --data directory
+	port int
+	// mqttPort is its MQTT broker's (AWS IoT Core's stand-in) port.
+	mqttPort int
+	cmd      *exec.Cmd
+	log      *logBuffer
+	exited   chan struct{}
+	err      error
 }
 
 // cloudOptions say how a fleet is put into ggcloud.
@@ -39,6 +41,8 @@ type cloudOptions struct {
 	// dcm drops the bundle's MQTT server key so that the core's device
 	// certificate manager gets its certificate from ggcloud.
 	dcm bool
+	// iot makes ggcloud's MQTT broker the core's upstream (iotHost).
+	iot bool
 }
 
 // withCloud issues ggcloud's server certificate from the bundle's root CA,
@@ -47,10 +51,13 @@ type cloudOptions struct {
 func withCloud(t *testing.T, f *fleet, o cloudOptions) *cloudProc {
 	t.Helper()
 	runOK(t, bin.ggprov, "ggcloud-cert", "--dir", f.dir)
-	c := startCloud(t, filepath.Join(t.TempDir(), "ggcloud"), f, freePort(t))
+	c := startCloud(t, filepath.Join(t.TempDir(), "ggcloud"), f, freePort(t), freePort(t))
 	args := []string{"register", "--dir", f.dir, "--ggcloud-data", c.data, "--ggcloud", c.addr()}
 	if o.expiryMs != 0 {
 		args = append(args, "--certificate-expiry-ms", strconv.Itoa(o.expiryMs))
+	}
+	if o.iot {
+		args = append(args, "--iot", c.mqttAddr())
 	}
 	runOK(t, bin.ggprov, args...)
 	if o.dcm {
@@ -62,14 +69,18 @@ func withCloud(t *testing.T, f *fleet, o cloudOptions) *cloudProc {
 }
 
 func (c *cloudProc) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)) }
+func (c *cloudProc) mqttAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.mqttPort))
+}
 
 // startCloud runs `ggcloud serve` for fleet f's ggcloud certificate and
-// waits for `ggcloud ready`; it is stopped at cleanup. Certificate
+// waits for `ggcloud ready`, with its MQTT broker on mqttPort; it is
+// stopped at cleanup. Certificate
 // validity may be as short as 2 s (--test-min-validity).
-func startCloud(t *testing.T, data string, f *fleet, port int) *cloudProc {
+func startCloud(t *testing.T, data string, f *fleet, port, mqttPort int) *cloudProc {
 	t.Helper()
-	c := &cloudProc{data: data, port: port, log: &logBuffer{}, exited: make(chan struct{})}
-	c.cmd = exec.Command(bin.ggcloud, "--data", data, "serve", "--listen", c.addr(),
+	c := &cloudProc{data: data, port: port, mqttPort: mqttPort, log: &logBuffer{}, exited: make(chan struct{})}
+	c.cmd = exec.Command(bin.ggcloud, "--data", data, "serve", "--listen", c.addr(), "--mqtt-listen", c.mqttAddr(),
 		"--cert", filepath.Join(f.dir, "ggcloud", "server.cert.pem"), "--key", filepath.Join(f.dir, "ggcloud", "server.key.pem"),
 		"--test-min-validity", "2s")
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
@@ -323,7 +334,7 @@ func TestRotationKeepsClientsConnected(t *testing.T) {
 	}
 
 	from = core.log.Len()
-	startCloud(t, c.data, f, c.port)
+	startCloud(t, c.data, f, c.port, c.mqttPort)
 	if !core.log.waitFor("MQTT server certificate renewed", from, 20*time.Second, core.exited) {
 		t.Fatalf("no new certificate after ggcloud came back; core log:\n%s", core.log)
 	}

@@ -1,7 +1,7 @@
 // Command ggcloud is the self-hostable control plane of a ggcore fleet
 // (DESIGN.md "Control plane — ggcloud").
 //
-//	ggcloud [--data DIR] serve --listen 127.0.0.1:8443 --cert FILE --key FILE [options]
+//	ggcloud [--data DIR] serve --listen 127.0.0.1:8443 --cert FILE --key FILE [--mqtt-listen 127.0.0.1:8883] [options]
 //	ggcloud [--data DIR] thing create NAME | thing list
 //	ggcloud [--data DIR] cert register --thing NAME --pem FILE
 //	ggcloud [--data DIR] policy create NAME --document FILE | policy attach NAME --cert ID
@@ -10,7 +10,8 @@
 //	ggcloud [--data DIR] deployment status GROUP DEPLOYMENT | deployment list GROUP
 //
 // serve answers the control-plane API over HTTPS with mutual TLS and the
-// admin API on the unix socket DIR/admin.sock. Every other command is an
+// admin API on the unix socket DIR/admin.sock; with --mqtt-listen it also
+// runs the MQTT broker that stands in for AWS IoT Core. Every other command is an
 // admin call: through the socket when a ggcloud serves DIR, else on the
 // store directly. DIR defaults to $GGCLOUD_DATA, else ./ggcloud-data.
 package main
@@ -48,7 +49,7 @@ func main() {
 
 const usage = `usage: ggcloud [--data DIR] COMMAND ...
 
-  serve --listen ADDR --cert FILE --key FILE [--region R] [--account A] [--test-min-validity D]
+  serve --listen ADDR --cert FILE --key FILE [--mqtt-listen ADDR] [--region R] [--account A] [--test-min-validity D]
   thing create NAME
   thing list
   cert register --thing NAME --pem FILE

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +16,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ggcore/ggcore/core/deploy"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/tools/ggcloud/admin"
 	"github.com/ggcore/ggcore/tools/ggcloud/api"
+	"github.com/ggcore/ggcore/tools/ggcloud/iotbroker"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -30,11 +33,14 @@ type serveOptions struct {
 	listen, certFile, keyFile string
 	region, account           string
 	minValidity               time.Duration
+	mqttListen                string
 }
 
 // runServe serves the control-plane API on --listen and the admin API on
 // DATA/admin.sock until ctx ends (SIGTERM, SIGINT), then shuts both down
-// gracefully and removes the socket.
+// gracefully and removes the socket. With --mqtt-listen it also serves
+// the MQTT broker that stands in for AWS IoT Core (package iotbroker),
+// with the same server certificate.
 func runServe(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
 	var o serveOptions
 	fs := flags("serve", g, stderr)
@@ -43,6 +49,7 @@ func runServe(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	fs.StringVar(&o.keyFile, "key", "", "server private key: a PEM file path or file:// URI")
 	fs.StringVar(&o.region, "region", "", "AWS region of the ARNs (default: the one stored, else "+store.DefaultRegion+")")
 	fs.StringVar(&o.account, "account", "", "12-digit account ID of the ARNs (default: the one stored, else "+store.DefaultAccount+")")
+	fs.StringVar(&o.mqttListen, "mqtt-listen", "", "HOST:PORT of the MQTT broker standing in for AWS IoT Core (iotHost:8883); off when empty")
 	fs.DurationVar(&o.minValidity, "test-min-validity", 0, "FOR TESTS ONLY: lower the 7-day floor of MQTT server certificate validity")
 	if _, err := parse(fs, args, 0, false, ""); err != nil {
 		return err
@@ -81,6 +88,17 @@ func runServe(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	}
 	socket := admin.SocketPath(g.data)
 	defer os.Remove(socket)
+	var mqttBroker *iotbroker.Broker
+	if o.mqttListen != "" {
+		mqttBroker, err = startBroker(o.mqttListen, cert, st, id, log)
+		if err != nil {
+			ln.Close()
+			adminLn.Close()
+			return err
+		}
+		defer mqttBroker.Close()
+		log.Info("ggcloud MQTT broker ready", "addr", mqttBroker.Addr().String())
+	}
 
 	apiSrv := &http.Server{
 		Handler:           (&api.Server{Store: st, Region: id.Region, Account: id.Account, Log: log, MinValidity: o.minValidity}).Handler(),
@@ -92,7 +110,9 @@ func runServe(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelInfo),
 	}
 	serveAmazonCA(apiSrv)
-	adminSrv := &http.Server{Handler: admin.Handler(st, log), ReadHeaderTimeout: 10 * time.Second}
+	adminSrv := &http.Server{Handler: admin.NewHandler(st, admin.Options{Log: log, Deployed: func(group, core, deployment string) {
+		notifyDeployment(mqttBroker, log, group, core, deployment)
+	}}), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- apiSrv.Serve(tls.NewListener(ln, serverTLS(cert))) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
@@ -108,6 +128,9 @@ func runServe(ctx context.Context, g *globals, args []string, stdout, stderr io.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	err = errors.Join(apiSrv.Shutdown(sctx), adminSrv.Shutdown(sctx))
+	if mqttBroker != nil {
+		err = errors.Join(err, mqttBroker.Close())
+	}
 	if serveErr != nil {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
@@ -150,6 +173,28 @@ func serverTLS(cert tls.Certificate) *tls.Config {
 	}
 }
 
+// startBroker starts the MQTT broker on addr with the API's server
+// certificate and client-certificate checks.
+func startBroker(addr string, cert tls.Certificate, st *store.Store, id store.Identity, log *slog.Logger) (*iotbroker.Broker, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt-listen: %w", err)
+	}
+	cfg := serverTLS(cert)
+	// Any ALPN a client offers (none, mqtt, x-amzn-mqtt-ca) is accepted.
+	cfg.NextProtos = nil
+	b, err := iotbroker.New(iotbroker.Options{Listener: ln, TLS: cfg, Store: st, Region: id.Region, Account: id.Account, Log: log})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := b.Start(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
 // loadServerCertificate reads the server's certificate chain and key and
 // checks that they match and that the certificate is valid now.
 func loadServerCertificate(certFile, keyRef string) (tls.Certificate, error) {
@@ -181,4 +226,23 @@ func loadServerCertificate(certFile, keyRef string) (tls.Certificate, error) {
 		out.Certificate = append(out.Certificate, c.Raw)
 	}
 	return out, nil
+}
+
+// DeploymentNotifyTopic is where ggcloud tells a core, over its MQTT
+// broker, that its group has a new deployment: inside the
+// $aws/things/<core>-* topics the seed's minimal core policy allows.
+func DeploymentNotifyTopic(core string) string {
+	return "$aws/things/" + core + "-gda/deployment/notify"
+}
+
+// notifyDeployment tells the core of a new deployment, when the MQTT
+// broker runs; the core also polls, so a lost notice only delays it.
+func notifyDeployment(b *iotbroker.Broker, log *slog.Logger, group, core, deployment string) {
+	if b == nil {
+		return
+	}
+	payload, _ := json.Marshal(map[string]string{"GroupId": group, "DeploymentId": deployment})
+	if err := b.Publish(deploy.NotifyTopic(core), payload); err != nil {
+		log.Warn("deployment notification not sent", "core", core, "deployment", deployment, "error", err)
+	}
 }

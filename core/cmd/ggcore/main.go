@@ -87,7 +87,7 @@ func run(args []string, stderr io.Writer) int {
 
 	ticker := time.NewTicker(statsInterval)
 	defer ticker.Stop()
-	last := c.broker.Stats()
+	last := c.stats()
 	for {
 		select {
 		case <-ctx.Done():
@@ -101,7 +101,7 @@ func run(args []string, stderr io.Writer) int {
 		case <-hup:
 			c.reloadGroup()
 		case <-ticker.C:
-			if s := c.broker.Stats(); s != last {
+			if s := c.stats(); s != last {
 				logStats(log, s)
 				last = s
 			}

@@ -37,6 +37,11 @@ type core struct {
 	// dcm manages the MQTT server certificate; nil when config.json
 	// names the server key and the user rotates it.
 	dcm *dcm.Manager
+	// up is the cloud side (spool and bridge); nil without iotHost.
+	up *upstream
+	// deployer applies deployments; nil without ggHost. Set before the
+	// bridge runs, read by its notification handler.
+	deployer *deploy.Deployer[checkedGroup]
 	// stopBackground ends the goroutines that talk to the control plane;
 	// background waits for them.
 	stopBackground context.CancelFunc
@@ -133,15 +138,33 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if err != nil {
 		return nil, err
 	}
-	logUnavailableTargets(log, g)
 	c.groupID, c.devices, c.subscriptions = g.GroupId, len(g.Devices), len(g.Subscriptions)
+
+	var upstreamFn broker.Upstream
+	if cfg.CoreThing.IotHost != "" {
+		identity, err := loadIdentity(cfg, signers[iotClient])
+		if err != nil {
+			return nil, err
+		}
+		deliver := func(topic string, payload []byte, qos byte) error { return c.broker.FromCloud(topic, payload, qos) }
+		if c.up, err = openUpstream(cfg, g, identity, clientCAs, deliver, c); err != nil {
+			return nil, err
+		}
+		upstreamFn = c.up.bridge.Publish
+	}
+	defer func() {
+		if err != nil && c.up != nil {
+			c.up.spool.Close()
+		}
+	}()
+	logUnavailableTargets(log, g, c.up != nil)
 
 	addr := net.JoinHostPort(cfg.GGCore.LocalMQTTBind, strconv.Itoa(cfg.CoreThing.GGMqttPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coreThing.ggMqttPort: listen on %s: %w", addr, err)
 	}
-	b, err := broker.New(broker.Options{Listener: ln, TLS: tlsCfg, Logger: log}, bg)
+	b, err := broker.New(broker.Options{Listener: ln, TLS: tlsCfg, Logger: log, Upstream: upstreamFn}, bg)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -162,20 +185,9 @@ func newControlPlane(cfg *config.Config, identity crypto.Signer, roots *x509.Cer
 	if cfg.CoreThing.GGHost == "" {
 		return nil, nil
 	}
-	if identity == nil {
-		return nil, errors.New("crypto.principals.IoTCertificate.privateKeyPath: not set; ggcore needs it to call the control plane (coreThing.ggHost)")
-	}
-	certPath := cfg.Crypto.Principals.IoTCertificate.CertificatePath
-	chain, err := pki.ReadCertificates(certPath)
+	idCert, err := loadIdentity(cfg, identity)
 	if err != nil {
-		return nil, fmt.Errorf("crypto.principals.IoTCertificate.certificatePath: %w", err)
-	}
-	if !samePublicKey(chain[0].PublicKey, identity.Public()) {
-		return nil, fmt.Errorf("crypto.principals.IoTCertificate: certificate %s does not match the key of privateKeyPath", certPath)
-	}
-	idCert := &tls.Certificate{PrivateKey: identity, Leaf: chain[0]}
-	for _, c := range chain {
-		idCert.Certificate = append(idCert.Certificate, c.Raw)
+		return nil, err
 	}
 	return controlplane.New(controlplane.Options{
 		Host: cfg.CoreThing.GGHost, Port: cfg.CoreThing.GGHttpPort, Thing: cfg.CoreThing.ThingName,
@@ -200,6 +212,30 @@ func dcmKeyType(store string) keys.Type {
 func (c *core) startBackground(cloud *controlplane.Client) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stopBackground = cancel
+	if cloud != nil {
+		deployer, err := deploy.New(deploy.Options[checkedGroup]{
+			Source:    cloud,
+			CoreARN:   c.cfg.CoreThing.ThingArn,
+			GroupPath: c.cfg.GroupPath(),
+			StatePath: filepath.Join(c.cfg.WriteDirectory, "deployment", "state.json"),
+			Check:     c.checkDeployment,
+			Activate:  c.switchGroup,
+			Interval:  time.Duration(c.cfg.GGCore.DeploymentPollSeconds) * time.Second,
+			Log:       c.log,
+		})
+		if err != nil {
+			c.log.Error("deployments are off", "error", err)
+		} else {
+			c.deployer = deployer
+		}
+	}
+	if c.up != nil {
+		c.background.Go(func() {
+			if err := c.up.bridge.Run(ctx); err != nil {
+				c.log.Error("the cloud bridge stopped", "error", err)
+			}
+		})
+	}
 	if cloud == nil {
 		return
 	}
@@ -220,20 +256,8 @@ func (c *core) startBackground(cloud *controlplane.Client) {
 		},
 	}
 	c.background.Go(func() { reporter.Run(ctx) })
-	deployer, err := deploy.New(deploy.Options[checkedGroup]{
-		Source:    cloud,
-		CoreARN:   c.cfg.CoreThing.ThingArn,
-		GroupPath: c.cfg.GroupPath(),
-		StatePath: filepath.Join(c.cfg.WriteDirectory, "deployment", "state.json"),
-		Check:     c.checkDeployment,
-		Activate:  c.switchGroup,
-		Interval:  time.Duration(c.cfg.GGCore.DeploymentPollSeconds) * time.Second,
-		Log:       c.log,
-	})
-	if err != nil {
-		c.log.Error("deployments are off", "error", err)
-	} else {
-		c.background.Go(func() { deployer.Run(ctx) })
+	if c.deployer != nil {
+		c.background.Go(func() { c.deployer.Run(ctx) })
 	}
 	c.background.Go(func() {
 		<-ctx.Done()
@@ -286,7 +310,12 @@ func (c *core) stop() error {
 	c.stopBackground()
 	c.background.Wait()
 	err := c.broker.Close()
-	logStats(c.log, c.broker.Stats())
+	logStats(c.log, c.stats())
+	if c.up != nil {
+		if serr := c.up.spool.Close(); serr != nil {
+			c.log.Error("closing the cloud spool", "error", serr)
+		}
+	}
 	if kerr := c.keys.Close(); kerr != nil {
 		c.log.Error("closing the key store", "error", kerr)
 	}
@@ -322,7 +351,10 @@ func (c *core) switchGroup(g checkedGroup) error {
 	if err := c.broker.SetGroup(g.bg); err != nil {
 		return err
 	}
-	logUnavailableTargets(c.log, g.g)
+	if c.up != nil {
+		c.up.bridge.SetFilters(cloudFilters(g.g))
+	}
+	logUnavailableTargets(c.log, g.g, c.up != nil)
 	c.groupID, c.devices, c.subscriptions = g.g.GroupId, len(g.g.Devices), len(g.g.Subscriptions)
 	return nil
 }
@@ -386,12 +418,16 @@ func brokerGroup(cfg *config.Config, g *config.Group) (broker.Group, error) {
 }
 
 // logUnavailableTargets names subscriptions whose source or target does
-// not exist in this core yet; they are valid and route nothing.
-func logUnavailableTargets(log *slog.Logger, g *config.Group) {
+// not exist in this core (the cloud without iotHost, the shadow service,
+// Lambda functions); they are valid and route nothing.
+func logUnavailableTargets(log *slog.Logger, g *config.Group, cloudOn bool) {
 	for _, s := range g.Subscriptions {
 		for _, end := range []string{s.Source, s.Target} {
 			switch {
-			case end == "cloud" || end == "GGShadowService":
+			case end == "cloud" && !cloudOn:
+				log.Warn("subscription endpoint cloud: coreThing.iotHost is not set, so it routes nothing",
+					"subscription", s.Id)
+			case end == "GGShadowService":
 				log.Warn("subscription endpoint not available in this core yet; it routes nothing",
 					"subscription", s.Id, "endpoint", end)
 			case isFunctionARN(end):
@@ -508,8 +544,26 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 	return ok && ak.Equal(b)
 }
 
-// logStats logs the broker's counters.
-func logStats(log *slog.Logger, s broker.Stats) {
+// stats are the counters logged every minute when they change.
+type stats struct {
+	broker.Stats
+	// Spooled messages wait for the cloud; SpoolDropped were dropped,
+	// oldest first, to make room (since start).
+	Spooled, SpoolDropped int64
+}
+
+// stats reads the counters.
+func (c *core) stats() stats {
+	s := stats{Stats: c.broker.Stats()}
+	if c.up != nil {
+		st := c.up.spool.Stats()
+		s.Spooled, s.SpoolDropped = int64(st.Messages), int64(st.Dropped)
+	}
+	return s
+}
+
+// logStats logs the counters.
+func logStats(log *slog.Logger, s stats) {
 	log.Info("broker stats", "clients", s.Clients, "refused", s.Refused, "unrouted", s.Unrouted,
-		"dropped", s.Dropped, "inflight_dropped", s.InflightDropped)
+		"dropped", s.Dropped, "inflight_dropped", s.InflightDropped, "spooled", s.Spooled, "spool_dropped", s.SpoolDropped)
 }

@@ -132,6 +132,11 @@ func (h *handler) deploy(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.deployed != nil {
+		if g, err := h.st.Group(group); err == nil {
+			h.deployed(group, g.Core, id)
+		}
+	}
 	return h.deployment(group, id)
 }
 

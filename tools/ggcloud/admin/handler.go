@@ -26,15 +26,31 @@ const maxBody = 1 << 20
 type handler struct {
 	st  *store.Store
 	log *slog.Logger
+	// deployed runs after each deployment is made; nil for none.
+	deployed func(group, core, deployment string)
+}
+
+// Options configure NewHandler.
+type Options struct {
+	Log *slog.Logger
+	// Deployed runs after each deployment is made (ggcloud serve
+	// notifies the core over MQTT).
+	Deployed func(group, core, deployment string)
 }
 
 // Handler returns the admin API's routes over st. Changes are logged to
 // log (nil: not logged).
 func Handler(st *store.Store, log *slog.Logger) http.Handler {
+	return NewHandler(st, Options{Log: log})
+}
+
+// NewHandler is Handler with options.
+func NewHandler(st *store.Store, o Options) http.Handler {
+	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{st: st, log: log}
+	h := &handler{st: st, log: log, deployed: o.Deployed}
 	mux := http.NewServeMux()
 	for _, r := range []struct {
 		pattern string
