@@ -80,8 +80,11 @@ func TestDeploymentAddsSubscription(t *testing.T) {
 	if s, out := c.waitStatus(t, group, id); s != "Success" {
 		t.Fatalf("deployment %s: %s", id, out)
 	}
-	if !strings.Contains(core.log.String(), "deployment applied") {
+	if i := strings.Index(core.log.String(), "deployment applied"); i < 0 {
 		t.Errorf("no 'deployment applied' in the core log:\n%s", core.log)
+	} else {
+		line := core.log.String()[i:]
+		t.Logf("core: %s", line[:strings.IndexByte(line, '\n')])
 	}
 	dev2.mustSubscribe(t, "sensors/dev1/#", 1)
 	dev1.mustPublish(t, "sensors/dev1/t", "deployed route", 1, false)
