@@ -166,7 +166,7 @@ func (c *Client) call(ctx context.Context, name, method, path string, in, out an
 		return fmt.Errorf("%s: read answer: %w", name, err)
 	}
 	if len(answer) > maxResponse {
-		return fmt.Errorf("%s: the answer is larger than %d bytes", name, maxResponse)
+		return fmt.Errorf("%s: %w: more than %d bytes", name, ErrTooLarge, maxResponse)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Message string }
@@ -206,6 +206,10 @@ type DeploymentRef struct {
 	GroupId      string `json:"GroupId"`
 	DeploymentId string `json:"DeploymentId"`
 }
+
+// ErrTooLarge is an answer larger than MaxDeployment: refused unread,
+// and not worth asking again.
+var ErrTooLarge = errors.New("answer too large")
 
 // ErrNoDeployment is CurrentDeployment's answer when the core's group has
 // never been deployed.

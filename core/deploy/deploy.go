@@ -181,7 +181,7 @@ func (e *transientError) Unwrap() error { return e.err }
 func (d *Deployer[G]) apply(ctx context.Context, ref controlplane.DeploymentRef) error {
 	data, err := d.o.Source.GetDeployment(ctx, ref)
 	if err != nil {
-		if controlplane.Refused(err) {
+		if controlplane.Refused(err) || errors.Is(err, controlplane.ErrTooLarge) {
 			return fmt.Errorf("deploy: fetch: %w", err)
 		}
 		return &transientError{fmt.Errorf("deploy: fetch: %w", err)}

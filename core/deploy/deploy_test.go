@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,6 +185,18 @@ func TestRefusedDeploymentsChangeNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOversizedDeploymentIsFailure(t *testing.T) {
+	f := newFixture(t)
+	f.plane.deploy("d1", "v1")
+	f.plane.fetchErr = fmt.Errorf("GetDeployment: %w: more than 1048576 bytes", controlplane.ErrTooLarge)
+	f.run(t)
+	waitFor(t, "no Failure for an oversized deployment", func() bool {
+		r := f.plane.reported()
+		return len(r) >= 2 && strings.HasPrefix(r[1], "d1:Failure:") && strings.Contains(r[1], "too large")
+	})
+	fileIs(t, f.groupPath(), "v0")
 }
 
 func TestFetchRefusedIsFailureButOutageIsRetried(t *testing.T) {
