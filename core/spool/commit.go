@@ -130,12 +130,12 @@ func (s *Spool) step() (worked, stop bool) {
 		}
 		s.stats.Dropped += uint64(len(dropped))
 		s.stats.DroppedTotal += uint64(len(dropped))
+		s.dropLogN += uint64(len(dropped))
 	}
 	if cap(buf) <= 2*maxBatch {
 		s.spareBuf = buf[:0]
 	}
 	s.mu.Unlock()
-	s.dropLogN += uint64(len(dropped))
 	if b != nil {
 		b.err = err
 		close(b.done)
@@ -266,13 +266,25 @@ func (s *Spool) compact() error {
 	s.f, s.size = nf, size
 	s.mu.Unlock()
 	old.Close()
+	// path now names the new file and Appends go there; until the rename
+	// is durable a power cut could bring back the old file without them.
+	if err := s.syncDir(); err != nil {
+		s.fail(fmt.Errorf("spool: syncing the directory of %s (reopen the spool to recover): %w", s.path, err))
+	}
 	return nil
+}
+
+func (s *Spool) syncDir() error {
+	if s.noSync {
+		return nil
+	}
+	return syncDir(filepath.Dir(s.path))
 }
 
 // writeFile writes a complete spool file holding the counters and the
 // records of ents, read from old, to path+".tmp", syncs it and renames it
 // to path. It returns the new file, open, its size and the new offsets of
-// ents.
+// ents. The caller must sync the directory (syncDir) before writing to it.
 func writeFile(path string, old *os.File, ents []entry, nextSeq, droppedTotal uint64, noSync bool) (_ *os.File, size int64, offs []int64, err error) {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -348,17 +360,16 @@ func writeFile(path string, old *os.File, ents []entry, nextSeq, droppedTotal ui
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, 0, nil, fmt.Errorf("spool: %w", err)
 	}
-	if !noSync {
-		syncDir(filepath.Dir(path))
-	}
 	return f, size, offs, nil
 }
 
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // load opens or creates the file and rebuilds the index.
@@ -511,6 +522,9 @@ func (s *Spool) create() error {
 		return err
 	}
 	s.f, s.size = f, size
+	if err := s.syncDir(); err != nil {
+		return fmt.Errorf("spool: syncing the directory of %s: %w", s.path, err)
+	}
 	return nil
 }
 

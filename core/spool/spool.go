@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -41,8 +42,9 @@ const (
 	// top of its topic and payload (record framing and index entry).
 	Overhead = 32
 
-	maxField      = math.MaxUint32 // largest topic or payload
-	maxBatch      = 4 << 20        // an Append batch is closed at this size
+	maxField      = math.MaxUint32 // largest topic or payload the decoder accepts
+	maxMessage    = 1 << 30        // largest topic+payload Append accepts, whatever MaxBytes
+	maxBatch      = 4 << 20        // an Append batch is closed before it grows past this
 	ackFlushCount = 1024           // pending acks that force a write
 	ackFlushDelay = 100 * time.Millisecond
 	dropLogEvery  = time.Second
@@ -79,8 +81,10 @@ type Options struct {
 // Message is a spooled message.
 type Message struct {
 	// Seq is assigned by Append: strictly increasing, also across restarts.
-	Seq     uint64
-	Topic   string
+	Seq uint64
+	// Topic is the MQTT topic given to Append.
+	Topic string
+	// Payload is the payload given to Append.
 	Payload []byte
 }
 
@@ -197,10 +201,16 @@ func Open(o Options) (*Spool, error) {
 		s.compactAt = o.compactBytes
 	}
 	s.stats.MaxBytes = max
-	if err := os.MkdirAll(filepath.Dir(o.Path), 0o700); err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+	dir := filepath.Dir(o.Path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		if !o.noSync {
+			syncDir(filepath.Dir(dir)) // make the new directory's entry durable
+		}
 	}
-	lockf, err := lockFile(o.Path + ".lock")
+	lockf, err := lockFile(o.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -221,10 +231,11 @@ func Open(o Options) (*Spool, error) {
 // full the oldest messages are dropped. A message whose accounted size
 // exceeds MaxBytes is refused with an error wrapping ErrTooLarge. If ctx
 // ends first Append returns ctx.Err(), and the message may or may not have
-// been spooled. The payload is copied.
+// been spooled. The payload is copied. After a failed fdatasync the Spool
+// refuses further Appends with that error; Close and Open it again.
 func (s *Spool) Append(ctx context.Context, topic string, payload []byte) error {
 	size := int64(len(topic)) + int64(len(payload)) + Overhead
-	if size > s.max || len(topic) > maxField || len(payload) > maxField {
+	if size > s.max || len(topic)+len(payload) > maxMessage {
 		return fmt.Errorf("%w: %d bytes (topic %q) with a limit of %d (GG_CONFIG_MAX_SIZE_BYTES)", ErrTooLarge, size, topic, s.max)
 	}
 	if err := ctx.Err(); err != nil {
@@ -241,7 +252,7 @@ func (s *Spool) Append(ctx context.Context, topic string, payload []byte) error 
 		return err
 	}
 	b := s.open
-	if b == nil || len(b.buf) >= maxBatch {
+	if b == nil || len(b.buf) > frameHeaderSize && len(b.buf)+int(size) > maxBatch {
 		if b != nil {
 			s.queue = append(s.queue, b)
 		}

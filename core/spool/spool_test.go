@@ -97,7 +97,11 @@ func TestOrderAndAck(t *testing.T) {
 			}
 			return s
 		}},
-		{"random", func() []int { s := seq(0, n); rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] }); return s }},
+		{"random", func() []int {
+			s := seq(0, n)
+			rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+			return s
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

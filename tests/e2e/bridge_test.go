@@ -121,6 +121,8 @@ func connectCloudAppAs(t *testing.T, u *upstream, id identity, filters ...string
 	}
 	t.Cleanup(func() { app.c.Disconnect(&paho.Disconnect{}); conn.Close() })
 	for _, flt := range filters {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		if _, err := app.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: flt, QoS: 1}}}); err != nil {
 			t.Fatalf("cloud app subscribe %s: %v\nmosquitto:\n%s", flt, err, u.log())
 		}
