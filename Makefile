@@ -53,13 +53,14 @@ images: deps
 	done
 
 ## bench: router micro-benchmarks; TLS handshakes by key backend (file, swtpm,
-## SoftHSM2) and signatures per backend; MQTT server certificate rotation per backend;
+## SoftHSM2) and signatures per backend; MQTT server certificate rotation per backend; the cloud spool;
 ## ggcloud discovery latency and memory with 10,000 things; then ggcore against mosquitto
 bench: deps build
 	$(GO) test -run NONE -bench . -benchmem ./core/router
 	$(GO) test -run NONE -bench Handshake -benchtime 2s ./tests/bench
 	$(GO) test -run NONE -bench Sign ./tpm ./hsm
 	$(GO) test -run NONE -bench Rotation -benchtime 20x ./tests/bench
+	$(GO) test -run NONE -bench . ./core/spool
 	$(GO) test -run NONE -bench 'Discover|ServeMemory10k' -benchtime 3s ./tools/ggcloud
 	$(GO) test -run NONE -bench Boot -benchtime 5x -timeout 30m ./tests/qemu
 	$(BIN)/ggbench --ggprov $(BIN)/ggprov --ggcore $(BIN)/ggcore
