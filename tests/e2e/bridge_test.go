@@ -287,6 +287,7 @@ func TestSpoolFullDropsOldest(t *testing.T) {
 	}
 	cut.cut()
 	dev1 := f.connect5(t, "dev1")
+	t.Logf("ggcore resident memory with an empty spool: %s", residentMemory(core.cmd.Process.Pid))
 	const total = 4000
 	pad := strings.Repeat("x", 100)
 	for i := range total {
@@ -295,6 +296,7 @@ func TestSpoolFullDropsOldest(t *testing.T) {
 	if !core.log.waitFor("spool full: dropped the oldest messages", 0, 10*time.Second, core.exited) {
 		t.Fatalf("no drop logged; core log:\n%s", core.log)
 	}
+	t.Logf("ggcore resident memory with a full spool: %s", residentMemory(core.cmd.Process.Pid))
 	cut.mend()
 	var got []int
 	for {
@@ -418,4 +420,19 @@ func TestCloudFlowsThroughGGCloud(t *testing.T) {
 	if !strings.Contains(core.log.String()[from:], "deployment notification from the cloud") {
 		t.Errorf("applied without the notification; core log:\n%s", core.log)
 	}
+}
+
+// residentMemory reads a process's VmRSS and VmHWM from /proc.
+func residentMemory(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+			out = append(out, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return strings.Join(out, ", ")
 }
