@@ -81,6 +81,14 @@ func New(o Options) (*Bridge, error) {
 	return b, nil
 }
 
+// Refused counts the messages the upstream refused (PUBACK reason code
+// 0x80 or above), which were dropped rather than block the spool.
+func (b *Bridge) Refused() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.refused
+}
+
 // Publish spools a message for the cloud; it returns once the message is
 // durable.
 func (b *Bridge) Publish(topic string, payload []byte) error {

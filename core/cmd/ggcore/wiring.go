@@ -548,8 +548,9 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 type stats struct {
 	broker.Stats
 	// Spooled messages wait for the cloud; SpoolDropped were dropped,
-	// oldest first, to make room (since start).
-	Spooled, SpoolDropped int64
+	// oldest first, to make room (since start); UpstreamRefused were
+	// refused by the upstream broker and dropped.
+	Spooled, SpoolDropped, UpstreamRefused int64
 }
 
 // stats reads the counters.
@@ -558,6 +559,7 @@ func (c *core) stats() stats {
 	if c.up != nil {
 		st := c.up.spool.Stats()
 		s.Spooled, s.SpoolDropped = int64(st.Messages), int64(st.Dropped)
+		s.UpstreamRefused = c.up.bridge.Refused()
 	}
 	return s
 }
@@ -565,5 +567,6 @@ func (c *core) stats() stats {
 // logStats logs the counters.
 func logStats(log *slog.Logger, s stats) {
 	log.Info("broker stats", "clients", s.Clients, "refused", s.Refused, "unrouted", s.Unrouted,
-		"dropped", s.Dropped, "inflight_dropped", s.InflightDropped, "spooled", s.Spooled, "spool_dropped", s.SpoolDropped)
+		"dropped", s.Dropped, "inflight_dropped", s.InflightDropped, "spooled", s.Spooled, "spool_dropped", s.SpoolDropped,
+		"upstream_refused", s.UpstreamRefused)
 }
