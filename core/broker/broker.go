@@ -20,6 +20,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ggcore/ggcore/core/router"
+	"github.com/ggcore/ggcore/internal/mochiext"
 )
 
 // Thing is a device of the group: the certificate it must present, the
@@ -244,7 +245,7 @@ func New(o Options, g Group) (*Broker, error) {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}
 	b.cloud = b.srv.NewClient(nil, "local", cloudClient, true)
-	if err := b.srv.AddListener(newTLSListener("mqtts", o.Listener, o.TLS)); err != nil {
+	if err := b.srv.AddListener(mochiext.NewTLSListener("mqtts", o.Listener, o.TLS, nil)); err != nil {
 		return nil, fmt.Errorf("broker: add listener: %w", err)
 	}
 	return b, nil

@@ -60,6 +60,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/ggcore/ggcore/internal/mochiext"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -186,7 +187,7 @@ func New(o Options) (*Broker, error) {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}
 	b.self = b.srv.NewClient(nil, "local", selfClient, true)
-	if err := b.srv.AddListener(newTLSListener("mqtts", o.Listener, o.TLS, log)); err != nil {
+	if err := b.srv.AddListener(mochiext.NewTLSListener("mqtts", o.Listener, o.TLS, log)); err != nil {
 		return nil, fmt.Errorf("iotbroker: add listener: %w", err)
 	}
 	return b, nil

@@ -1,10 +1,12 @@
 package iotbroker
 
 import (
-	"sync/atomic"
+	"errors"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ggcore/ggcore/internal/mochiext"
 )
 
 // subscribeHook checks iot:Subscribe on every filter of a SUBSCRIBE, and
@@ -126,32 +128,12 @@ func (h *subscribeHook) replayRetained(s *session, cl *mqtt.Client, sub packets.
 		if !s.allow(actionReceive, h.b.topicARN(msg.TopicName)) {
 			continue
 		}
-		out := msg.Copy(false)
-		out.FixedHeader.Retain = true
-		out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
-		out.Properties.SubscriptionIdentifier = nil
-		if sub.Identifier > 0 {
-			out.Properties.SubscriptionIdentifier = []int{sub.Identifier}
+		err := mochiext.SendRetained(srv, cl, msg, sub)
+		if errors.Is(err, mochiext.ErrInflightFull) {
+			h.b.log.Warn("retained message not sent: inflight window full", "client", cl.ID, "topic", msg.TopicName)
+			continue
 		}
-		out.FixedHeader.Qos = min(out.FixedHeader.Qos, sub.Qos)
-		if out.FixedHeader.Qos > 0 {
-			if cl.State.Inflight.Len() >= int(srv.Options.Capabilities.MaximumInflight) {
-				atomic.AddInt64(&srv.Info.InflightDropped, 1)
-				h.b.log.Warn("retained message not sent: inflight window full", "client", cl.ID, "topic", msg.TopicName)
-				continue
-			}
-			id, err := cl.NextPacketID()
-			if err != nil {
-				atomic.AddInt64(&srv.Info.InflightDropped, 1)
-				continue
-			}
-			out.PacketID = uint16(id)
-			if cl.State.Inflight.Set(out) {
-				atomic.AddInt64(&srv.Info.Inflight, 1)
-				cl.State.Inflight.DecreaseSendQuota()
-			}
-		}
-		if err := cl.WritePacket(out); err != nil {
+		if err != nil {
 			h.b.log.Debug("retained message not sent", "client", cl.ID, "topic", msg.TopicName, "error", err)
 			return
 		}
