@@ -15,13 +15,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -341,7 +341,7 @@ func serve(t *testing.T, port int, root *pki.CA, dataDir string) {
 	writeFile(t, certFile, pki.EncodeCertificate(cert))
 	writeFile(t, keyFile, marshalKey(t, key))
 
-	var log syncBuffer
+	var log testtool.Buffer
 	cmd := exec.Command(bin, "--data", dataDir, "serve", "--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		"--cert", certFile, "--key", keyFile, "--region", region, "--account", account)
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -376,24 +376,6 @@ func serve(t *testing.T, port int, root *pki.CA, dataDir string) {
 			t.Fatalf("ggcloud not ready within 20 s:\n%s", log.String())
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // negotiated dials ggcloud offering only the SDK's ALPN protocol and

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/admin"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
@@ -65,7 +66,7 @@ func BenchmarkServeMemory10k(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	var stderr syncBuffer
+	var stderr testtool.Buffer
 	cmd := exec.Command(bin, "--data", data, "serve", "--listen", "127.0.0.1:0", "--cert", p.serverCert, "--key", p.server)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/admin"
 )
 
@@ -321,7 +322,7 @@ func TestBinaryStopsOnSIGTERM(t *testing.T) {
 	}
 	data := filepath.Join(t.TempDir(), "data")
 	p := newPKI(t)
-	log := &syncBuffer{}
+	log := &testtool.Buffer{}
 	cmd := exec.Command(bin, "--data", data, "serve", "--listen", "127.0.0.1:0", "--cert", p.serverCert, "--key", p.server)
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {

@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
 // ggcloud runs the command in-process and returns its exit status and
@@ -37,24 +37,6 @@ func mustRun(t testing.TB, args ...string) string {
 		t.Fatalf("ggcloud %s: exit %d: %s", strings.Join(args, " "), code, stderr)
 	}
 	return stdout
-}
-
-// syncBuffer is a buffer safe for a writer and a concurrent reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // pkiFiles is a test PKI written to files: an identity CA that issues
@@ -147,7 +129,7 @@ func write(t testing.TB, dir, name string, data []byte) string {
 // server is a `ggcloud serve` running in-process.
 type server struct {
 	addr   string
-	stderr *syncBuffer
+	stderr *testtool.Buffer
 	stop   context.CancelFunc
 	done   chan int // its exit status
 }
@@ -159,7 +141,7 @@ var readyLine = regexp.MustCompile(`msg="ggcloud ready" addr=(\S+)`)
 func serve(t testing.TB, data string, p *pkiFiles, extra ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{stderr: &syncBuffer{}, stop: cancel, done: make(chan int, 1)}
+	s := &server{stderr: &testtool.Buffer{}, stop: cancel, done: make(chan int, 1)}
 	args := append([]string{"--data", data, "serve", "--listen", "127.0.0.1:0", "--cert", p.serverCert, "--key", p.server}, extra...)
 	go func() { s.done <- run(ctx, args, &bytes.Buffer{}, s.stderr) }()
 	deadline := time.Now().Add(15 * time.Second)

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,29 +24,12 @@ import (
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
 // arn is the prefix of the test store's ARNs.
 const arn = "arn:aws:iot:us-east-1:000000000000:"
-
-// syncBuffer is a buffer safe for a writer and a concurrent reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // env is a store, a CA that issues client and server certificates, and
 // a broker once started.
@@ -58,7 +40,7 @@ type env struct {
 	ca     *pki.CA
 	caFile string
 	server tls.Certificate
-	logs   *syncBuffer
+	logs   *testtool.Buffer
 	broker *Broker
 	// checksOff starts the broker with the policy checks off (benchmarks).
 	checksOff bool
@@ -76,7 +58,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, st: st, ca: ca, logs: &syncBuffer{}}
+	e := &env{t: t, dir: dir, st: st, ca: ca, logs: &testtool.Buffer{}}
 	e.caFile = e.write("ca.pem", pki.EncodeCertificate(ca.Cert))
 	key, err := keys.Generate(keys.ECP256)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestMosquitto(t *testing.T) {
 
 	for _, v := range []string{"mqttv311", "mqttv5"} {
 		t.Run(v, func(t *testing.T) {
-			out := &syncBuffer{}
+			out := &testtool.Buffer{}
 			s := exec.CommandContext(ctx, sub, append(base(cloud, v), "-t", "sensors/#", "-q", "1", "-C", "1", "-W", "10", "-F", "got %t %p")...)
 			s.Stdout, s.Stderr = out, out
 			if err := s.Start(); err != nil {
