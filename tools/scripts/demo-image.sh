@@ -51,6 +51,7 @@ trap 'exit 0' INT TERM HUP
 
 demo_port_free "$port" "the demo's MQTT port, forwarded to the guest" GGCORE_DEMO_PORT
 demo_port_free "$cport" "ggcloud, the demo's control plane" GGCORE_DEMO_CLOUD_PORT
+demo_port_free "$iport" "ggcloud's MQTT broker, the core's upstream" GGCORE_DEMO_IOT_PORT
 # The guest listens on 8883; QEMU forwards 127.0.0.1:PORT to it.
 demo_bundle 8883
 demo_start_ggcloud

@@ -32,6 +32,7 @@ trap 'exit 0' INT TERM HUP
 
 demo_port_free "$port" "the demo's MQTT port" GGCORE_DEMO_PORT
 demo_port_free "$cport" "ggcloud, the demo's control plane" GGCORE_DEMO_CLOUD_PORT
+demo_port_free "$iport" "ggcloud's MQTT broker, the core's upstream" GGCORE_DEMO_IOT_PORT
 demo_bundle "$port"
 [ -z "$tpm_sock" ] || demo_start_swtpm "$tpm_sock"
 demo_start_ggcloud

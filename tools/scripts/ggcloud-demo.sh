@@ -10,12 +10,13 @@
 #   BUILD/demo-tpm    the emulated TPM's state (the SRK the core's key files
 #                     are wrapped under); it belongs with BUILD/demo
 #   BUILD/ggcloud     the control plane's data (ggcloud.db, admin.sock) and
-#                     its log, ggcloud.log
+#                     its log, ggcloud.log; ggcloud also runs the MQTT
+#                     broker standing in for AWS IoT Core, the core's upstream
 # The core's MQTT server certificate comes from ggcloud through ggcore's
 # device certificate manager (state in BUILD/demo/write/dcm in host mode,
 # on the guest's data disk in image mode).
 #
-# demo_init BUILD sets: build bin demo cloud_data port cport keys.
+# demo_init BUILD sets: build bin demo cloud_data port cport iport keys.
 
 demo_die() {
   echo "demo: $*" >&2
@@ -30,16 +31,19 @@ demo_init() {
   cloud_data="$build/ggcloud"
   port=${GGCORE_DEMO_PORT:-8883}
   cport=${GGCORE_DEMO_CLOUD_PORT:-8443}
+  iport=${GGCORE_DEMO_IOT_PORT:-8884}
   keys=${GGCORE_DEMO_KEYS:-tpm2}
   swtpm_pid='' cloud_pid=''
   local p
-  for p in GGCORE_DEMO_PORT:$port GGCORE_DEMO_CLOUD_PORT:$cport; do
+  for p in GGCORE_DEMO_PORT:$port GGCORE_DEMO_CLOUD_PORT:$cport GGCORE_DEMO_IOT_PORT:$iport; do
     case ${p#*:} in
       '' | *[!0-9]*) demo_die "${p%%:*}=${p#*:}: want a TCP port number" ;;
     esac
     if [ "${p#*:}" -lt 1 ] || [ "${p#*:}" -gt 65535 ]; then demo_die "${p%%:*}=${p#*:}: want a TCP port number (1-65535)"; fi
   done
-  [ "$port" != "$cport" ] || demo_die "GGCORE_DEMO_PORT and GGCORE_DEMO_CLOUD_PORT are both $port: give them different ports"
+  if [ "$port" = "$cport" ] || [ "$port" = "$iport" ] || [ "$cport" = "$iport" ]; then
+    demo_die "GGCORE_DEMO_PORT ($port), GGCORE_DEMO_CLOUD_PORT ($cport) and GGCORE_DEMO_IOT_PORT ($iport) must differ"
+  fi
   case $keys in
     tpm2 | file) ;;
     *) demo_die "GGCORE_DEMO_KEYS=$keys: want tpm2 (default) or file" ;;
@@ -158,6 +162,17 @@ demo_bundle() {
     echo "demo: GGCORE_DEMO_KEYS=$keys applies when the fleet is provisioned; $demo keeps its keys where they are (rm -rf $demo to provision afresh)" >&2
   fi
   [ -z "$tpm_sock" ] || tpmdir=$(dirname "$tpm_sock")
+  # The cloud routes (added to fleets made before the cloud bridge too):
+  # sensor -> cloud, and cloud -> display.
+  local group="$demo/write/deployment/group/group.json"
+  if ! jq -e '.Subscriptions[] | select(.Target == "cloud" and .Subject == "sensors/sensor/#")' "$group" >/dev/null; then
+    "$bin/ggprov" subscription add --dir "$demo" --source sensor --subject 'sensors/sensor/#' --target cloud >/dev/null ||
+      demo_die "cannot add the sensor -> cloud subscription to $group"
+  fi
+  if ! jq -e '.Subscriptions[] | select(.Source == "cloud" and .Subject == "commands/display/#")' "$group" >/dev/null; then
+    "$bin/ggprov" subscription add --dir "$demo" --source cloud --subject 'commands/display/#' --target display >/dev/null ||
+      demo_die "cannot add the cloud -> display subscription to $group"
+  fi
 
   if jq -e '.crypto.principals | has("MQTTServerCertificate")' "$demo/config.json" >/dev/null; then
     [ -n "$reason" ] || echo "== moving $demo to ggcore's device certificate manager: crypto.principals.MQTTServerCertificate removed, so ggcore makes its MQTT server key and gets the certificate from ggcloud" >&2
@@ -199,15 +214,21 @@ demo_start_ggcloud() {
   mkdir -p "$cloud_data"
   chmod 700 "$cloud_data"
   cloud_log="$cloud_data/ggcloud.log"
-  setsid "$bin/ggcloud" --data "$cloud_data" serve --listen "127.0.0.1:$cport" --cert "$cert" --key "$key" \
-    </dev/null >"$cloud_log" 2>&1 &
+  setsid "$bin/ggcloud" --data "$cloud_data" serve --listen "127.0.0.1:$cport" --mqtt-listen "127.0.0.1:$iport" \
+    --cert "$cert" --key "$key" </dev/null >"$cloud_log" 2>&1 &
   cloud_pid=$!
   for _ in $(seq 300); do
-    grep -q 'ggcloud ready' "$cloud_log" && { echo "== ggcloud ready on 127.0.0.1:$cport (pid $cloud_pid, log $cloud_log)" >&2; return 0; }
+    grep -q 'ggcloud ready' "$cloud_log" && {
+      echo "== ggcloud ready on 127.0.0.1:$cport, its MQTT broker on 127.0.0.1:$iport (pid $cloud_pid, log $cloud_log)" >&2
+      return 0
+    }
     demo_alive "$cloud_pid" || break
     sleep 0.05
   done
   tail -n 5 "$cloud_log" >&2
+  if grep -q "127.0.0.1:$iport.*address already in use" "$cloud_log"; then
+    demo_die "ggcloud cannot run its MQTT broker on 127.0.0.1:$iport: it is in use; choose another port: GGCORE_DEMO_IOT_PORT=$((iport < 55536 ? iport + 10000 : iport - 10000)) make run"
+  fi
   if grep -q 'address already in use' "$cloud_log"; then
     demo_die "ggcloud cannot listen on 127.0.0.1:$cport: it is in use; choose another port: GGCORE_DEMO_CLOUD_PORT=$((cport < 55536 ? cport + 10000 : cport - 10000)) make run"
   fi
@@ -215,17 +236,61 @@ demo_start_ggcloud() {
 }
 
 # demo_register HOST: registers the fleet in the running ggcloud (core,
-# devices, policies, group; harmless when done already) and points
-# config.json's ggHost and ggHttpPort at HOST:CPORT.
+# devices, policies, group; harmless when done already), points
+# config.json's ggHost/ggHttpPort at HOST:CPORT and iotHost/iotMqttPort at
+# HOST:IPORT (ggcloud's broker), lets the core use the fleet's cloud
+# topics there, and makes the cloud-side application demo-cloud-app.
 demo_register() {
-  "$bin/ggprov" register --dir "$demo" --ggcloud-data "$cloud_data" --ggcloud "$1:$cport" >&2 ||
+  "$bin/ggprov" register --dir "$demo" --ggcloud-data "$cloud_data" --ggcloud "$1:$cport" --iot "$1:$iport" >&2 ||
     demo_die "ggprov register failed (ggcloud's log: $cloud_log)"
   jq -r .GroupId "$demo/write/deployment/group/group.json" >"$cloud_data/demo-group"
+  local arn prefix gg=("$bin/ggcloud" --data "$cloud_data")
+  arn=$(jq -r .coreThing.thingArn "$demo/config.json")
+  prefix=${arn%thing/*}
+  # The seed's core policy allows only $aws/things/demo-core-* topics.
+  cat >"$cloud_data/demo-core-bridge.json" <<JSON
+{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Action":"iot:Publish","Resource":"${prefix}topic/sensors/sensor/*"},
+ {"Effect":"Allow","Action":"iot:Subscribe","Resource":"${prefix}topicfilter/commands/display/*"},
+ {"Effect":"Allow","Action":"iot:Receive","Resource":"${prefix}topic/commands/display/*"}]}
+JSON
+  cat >"$cloud_data/demo-cloud-app.json" <<JSON
+{"Version":"2012-10-17","Statement":[
+ {"Effect":"Allow","Action":"iot:Connect","Resource":"${prefix}client/demo-cloud-app"},
+ {"Effect":"Allow","Action":"iot:Subscribe","Resource":"${prefix}topicfilter/sensors/*"},
+ {"Effect":"Allow","Action":"iot:Receive","Resource":"${prefix}topic/sensors/*"},
+ {"Effect":"Allow","Action":"iot:Publish","Resource":"${prefix}topic/commands/*"}]}
+JSON
+  if [ ! -f "$demo/cloud-app.cert.pem" ] || [ ! -f "$demo/cloud-app.key.pem" ]; then
+    echo "== issuing the cloud application's certificate (demo-cloud-app) from the fleet's root CA" >&2
+    if ! { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$demo/cloud-app.key.pem" 2>/dev/null &&
+      chmod 600 "$demo/cloud-app.key.pem" &&
+      openssl req -new -key "$demo/cloud-app.key.pem" -subj /CN=demo-cloud-app -out "$demo/cloud-app.csr" &&
+      openssl x509 -req -in "$demo/cloud-app.csr" -CA "$demo/certs/root.ca.pem" -CAkey "$demo/certs/root.ca.key" \
+        -CAcreateserial -CAserial "$demo/cloud-app.srl" -days 365 -sha256 \
+        -extfile <(printf 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n') -out "$demo/cloud-app.cert.pem" 2>/dev/null; }; then
+      rm -f "$demo/cloud-app.key.pem" "$demo/cloud-app.cert.pem"
+      demo_die "cannot issue the cloud application's certificate with openssl"
+    fi
+    rm -f "$demo/cloud-app.csr" "$demo/cloud-app.srl"
+  fi
+  local core_id app_id
+  core_id=$(openssl x509 -in "$demo/certs/core.cert.pem" -outform DER | sha256sum | cut -d' ' -f1)
+  {
+    "${gg[@]}" policy create demo-core-bridge --document "$cloud_data/demo-core-bridge.json" &&
+      "${gg[@]}" policy attach demo-core-bridge --cert "$core_id" &&
+      "${gg[@]}" thing create demo-cloud-app &&
+      app_id=$("${gg[@]}" cert register --thing demo-cloud-app --pem "$demo/cloud-app.cert.pem" | awk '{print $1; exit}') &&
+      "${gg[@]}" policy create demo-cloud-app --document "$cloud_data/demo-cloud-app.json" &&
+      "${gg[@]}" policy attach demo-cloud-app --cert "$app_id"
+  } >/dev/null || demo_die "cannot register the cloud bridge's policies and the cloud application in ggcloud (its log: $cloud_log)"
 }
 
 # demo_print MODE: what to do with the running demo.
 demo_print() {
   local tls=(--cafile "$demo/certs/group-ca.pem" -h 127.0.0.1 -p "$port" -V mqttv311)
+  local cloud=(--cafile "$demo/certs/root.ca.pem" -h 127.0.0.1 -p "$iport" -V mqttv5
+    --cert "$demo/cloud-app.cert.pem" --key "$demo/cloud-app.key.pem" -i demo-cloud-app)
   local where ready keys_at dcm_at stop
   if [ "$1" = image ]; then
     where="ggcore image in QEMU (the guest's MQTT port 8883 is forwarded to 127.0.0.1:$port; the guest calls ggcloud at 10.0.2.2:$cport)"
@@ -242,15 +307,23 @@ demo_print() {
   cat <<TXT
 
 == $where
-   core "demo-core", devices "sensor" and "display"; subscription sensor -> display on sensors/sensor/#
+   core "demo-core", devices "sensor" and "display"; subscriptions sensor -> display and
+   sensor -> cloud on sensors/sensor/#, cloud -> display on commands/display/#
    control plane: ggcloud on 127.0.0.1:$cport (log $cloud_log); the core gets its MQTT server
-   certificate from it (signed by the group CA) and reports 127.0.0.1:$port as its address
+   certificate from it (signed by the group CA) and reports 127.0.0.1:$port as its address;
+   ggcloud's MQTT broker on 127.0.0.1:$iport stands in for AWS IoT Core (the core's upstream)
 
 $ready, in another terminal, receive as "display":
-  mosquitto_sub ${tls[*]} --cert $demo/devices/display.cert.pem --key $demo/devices/display.key.pem -i display -t 'sensors/#' -v
+  mosquitto_sub ${tls[*]} --cert $demo/devices/display.cert.pem --key $demo/devices/display.key.pem -i display -t 'sensors/#' -t 'commands/#' -v
 
 publish as "sensor":
   mosquitto_pub ${tls[*]} --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem -i sensor -t sensors/sensor/temperature -m 21.5
+
+see the sensor's messages arrive in the cloud, as the cloud application "demo-cloud-app":
+  mosquitto_sub ${cloud[*]} -t 'sensors/#' -v
+
+send "display" a command from the cloud (its mosquitto_sub above prints it):
+  mosquitto_pub ${cloud[*]} -t commands/display/hello -m 'hello from the cloud'
 
 and discover the core as "sensor" (Greengrass Discovery API: the core's address and the group CA):
   curl --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem --cacert $demo/certs/root.ca.pem https://127.0.0.1:$cport/greengrass/discover/thing/sensor
