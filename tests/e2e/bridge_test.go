@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -107,7 +108,7 @@ func connectCloudAppAs(t *testing.T, u *upstream, id identity, filters ...string
 	}
 	app := &cloudApp{msgs: make(chan message, 20000)}
 	app.c = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn: packets.NewThreadSafeConn(conn), // paho writes from more than one goroutine
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			app.msgs <- message{topic: pr.Packet.Topic, payload: string(pr.Packet.Payload), qos: pr.Packet.QoS}
 			return true, nil
