@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # cleanup and stop_qemu run from traps
 # make run: provisions a demo fleet (core demo-core, devices sensor and
-# display, subscription sensor -> display) into BUILD/demo once, with the
-# core's keys in an emulated TPM (swtpm, state in BUILD/demo-tpm); starts
-# the control plane (ggcloud on 127.0.0.1:8443, data in BUILD/ggcloud) and
-# registers the fleet in it; builds the data disk; boots the tpm image
+# display; subscriptions sensor -> display and sensor -> cloud on
+# sensors/sensor/#, cloud -> display on commands/display/#) into
+# BUILD/demo once, with the core's keys in an emulated TPM (swtpm, state
+# in BUILD/demo-tpm); starts the control plane (ggcloud on 127.0.0.1:8443,
+# its MQTT broker standing in for AWS IoT Core on 127.0.0.1:8884, data in
+# BUILD/ggcloud), registers the fleet and the cloud-side application
+# demo-cloud-app in it; builds the data disk; boots the tpm image
 # (BUILD/images) in QEMU with that TPM, the guest's MQTT port forwarded to
-# 127.0.0.1:8883; and prints the mosquitto and curl lines a device uses
-# from the host. The guest reaches ggcloud as 10.0.2.2 (QEMU user
-# networking's name for the host) and gets its MQTT server certificate
-# from it. Ctrl-C stops QEMU (and its swtpm), then ggcloud.
+# 127.0.0.1:8883; and prints the mosquitto and curl lines a device and the
+# cloud application use from the host. The guest reaches ggcloud and its
+# broker as 10.0.2.2 (QEMU user networking's name for the host), gets its
+# MQTT server certificate from it and connects upstream to the broker.
+# Ctrl-C stops QEMU (and its swtpm), then ggcloud.
 # GGCORE_DEMO_MODE=host runs the core on the host instead (demo.sh).
 #   GGCORE_DEMO_PORT        the host port forwarded to the guest's 8883 (default 8883)
 #   GGCORE_DEMO_CLOUD_PORT  ggcloud's port (default 8443)
+#   GGCORE_DEMO_IOT_PORT    ggcloud's MQTT broker's port (default 8884)
 set -euo pipefail
 PATH="$PATH:/usr/sbin:/sbin" # mke2fs (disk.sh)
 here=$(cd "$(dirname "$0")" && pwd)

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317 # cleanup runs from a trap
 # make run in host mode (GGCORE_DEMO_MODE=host): provisions a demo fleet
-# (a core, two devices, one subscription sensor -> display) into
+# (a core, two devices; subscriptions sensor -> display and sensor ->
+# cloud on sensors/sensor/#, cloud -> display on commands/display/#) into
 # BUILD/demo once, with the core's keys in an emulated TPM (swtpm, state
 # in BUILD/demo-tpm); starts that TPM, the control plane (ggcloud on
-# 127.0.0.1:8443, data in BUILD/ggcloud) and ggcore on 127.0.0.1:8883;
+# 127.0.0.1:8443, its MQTT broker standing in for AWS IoT Core on
+# 127.0.0.1:8884, data in BUILD/ggcloud) and ggcore on 127.0.0.1:8883;
 # registers the fleet in ggcloud, so that ggcore's device certificate
-# manager gets the MQTT server certificate from it; and prints the
-# mosquitto and curl lines that work against them. Ctrl-C stops ggcore,
-# then ggcloud, then swtpm.
+# manager gets the MQTT server certificate from it and the core connects
+# upstream to ggcloud's broker; registers the cloud-side application
+# demo-cloud-app; and prints the mosquitto and curl lines that work
+# against them. Ctrl-C stops ggcore, then ggcloud, then swtpm.
 #   GGCORE_DEMO_PORT        the MQTT port (default 8883)
 #   GGCORE_DEMO_CLOUD_PORT  ggcloud's port (default 8443)
+#   GGCORE_DEMO_IOT_PORT    ggcloud's MQTT broker's port (default 8884)
 #   GGCORE_DEMO_KEYS=file   keeps the core's keys in files (when provisioning)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -256,20 +256,31 @@ demo_register() {
 JSON
   cat >"$cloud_data/demo-cloud-app.json" <<JSON
 {"Version":"2012-10-17","Statement":[
- {"Effect":"Allow","Action":"iot:Connect","Resource":"${prefix}client/demo-cloud-app"},
+ {"Effect":"Allow","Action":"iot:Connect","Resource":["${prefix}client/demo-cloud-app","${prefix}client/demo-cloud-app-*"]},
  {"Effect":"Allow","Action":"iot:Subscribe","Resource":"${prefix}topicfilter/sensors/*"},
  {"Effect":"Allow","Action":"iot:Receive","Resource":"${prefix}topic/sensors/*"},
  {"Effect":"Allow","Action":"iot:Publish","Resource":"${prefix}topic/commands/*"}]}
 JSON
-  if [ ! -f "$demo/cloud-app.cert.pem" ] || [ ! -f "$demo/cloud-app.key.pem" ]; then
+  local app_cert="$demo/cloud-app.cert.pem" app_key="$demo/cloud-app.key.pem"
+  if [ -f "$app_cert" ] && ! { openssl x509 -checkend 86400 -noout -in "$app_cert" >/dev/null &&
+    openssl verify -CAfile "$demo/certs/root.ca.pem" "$app_cert" >/dev/null 2>&1; }; then
+    echo "== the cloud application's certificate expires within a day or is not the fleet root CA's; issuing a new one" >&2
+    rm -f "$app_cert" "$app_key"
+  fi
+  if [ ! -f "$app_cert" ] || [ ! -f "$app_key" ]; then
     echo "== issuing the cloud application's certificate (demo-cloud-app) from the fleet's root CA" >&2
-    if ! { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$demo/cloud-app.key.pem" 2>/dev/null &&
-      chmod 600 "$demo/cloud-app.key.pem" &&
-      openssl req -new -key "$demo/cloud-app.key.pem" -subj /CN=demo-cloud-app -out "$demo/cloud-app.csr" &&
+    rm -f "$app_cert" "$app_key"
+    local out ok=0
+    # openssl's own output only when it fails.
+    out=$({ (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$app_key") &&
+      openssl req -new -key "$app_key" -subj /CN=demo-cloud-app -out "$demo/cloud-app.csr" &&
       openssl x509 -req -in "$demo/cloud-app.csr" -CA "$demo/certs/root.ca.pem" -CAkey "$demo/certs/root.ca.key" \
         -CAcreateserial -CAserial "$demo/cloud-app.srl" -days 365 -sha256 \
-        -extfile <(printf 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n') -out "$demo/cloud-app.cert.pem" 2>/dev/null; }; then
-      rm -f "$demo/cloud-app.key.pem" "$demo/cloud-app.cert.pem"
+        -extfile <(printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n') \
+        -out "$app_cert"; } 2>&1) && ok=1
+    if [ "$ok" != 1 ]; then
+      echo "$out" >&2
+      rm -f "$app_key" "$app_cert" "$demo/cloud-app.csr" "$demo/cloud-app.srl"
       demo_die "cannot issue the cloud application's certificate with openssl"
     fi
     rm -f "$demo/cloud-app.csr" "$demo/cloud-app.srl"
@@ -280,7 +291,7 @@ JSON
     "${gg[@]}" policy create demo-core-bridge --document "$cloud_data/demo-core-bridge.json" &&
       "${gg[@]}" policy attach demo-core-bridge --cert "$core_id" &&
       "${gg[@]}" thing create demo-cloud-app &&
-      app_id=$("${gg[@]}" cert register --thing demo-cloud-app --pem "$demo/cloud-app.cert.pem" | awk '{print $1; exit}') &&
+      app_id=$("${gg[@]}" cert register --thing demo-cloud-app --pem "$app_cert") &&
       "${gg[@]}" policy create demo-cloud-app --document "$cloud_data/demo-cloud-app.json" &&
       "${gg[@]}" policy attach demo-cloud-app --cert "$app_id"
   } >/dev/null || demo_die "cannot register the cloud bridge's policies and the cloud application in ggcloud (its log: $cloud_log)"
@@ -290,16 +301,18 @@ JSON
 demo_print() {
   local tls=(--cafile "$demo/certs/group-ca.pem" -h 127.0.0.1 -p "$port" -V mqttv311)
   local cloud=(--cafile "$demo/certs/root.ca.pem" -h 127.0.0.1 -p "$iport" -V mqttv5
-    --cert "$demo/cloud-app.cert.pem" --key "$demo/cloud-app.key.pem" -i demo-cloud-app)
-  local where ready keys_at dcm_at stop
+    --cert "$demo/cloud-app.cert.pem" --key "$demo/cloud-app.key.pem")
+  local where ready keys_at dcm_at stop upstream
   if [ "$1" = image ]; then
     where="ggcore image in QEMU (the guest's MQTT port 8883 is forwarded to 127.0.0.1:$port; the guest calls ggcloud at 10.0.2.2:$cport)"
     ready='Once the console below says "MQTT server certificate renewed"'
+    upstream="the console"
     dcm_at="on the guest's data disk ($build/demo-disk.img, made afresh from $demo each run)"
     stop="Ctrl-C stops QEMU (and its swtpm), then ggcloud."
   else
     where="ggcore on this machine, on 127.0.0.1:$port"
     ready='Once ggcore logs "MQTT server certificate renewed" (or "... loaded", on later runs)'
+    upstream="ggcore"
     dcm_at="in $demo/write/dcm"
     stop="Ctrl-C stops ggcore, then ggcloud${tpmdir:+, then swtpm}."
   fi
@@ -319,11 +332,15 @@ $ready, in another terminal, receive as "display":
 publish as "sensor":
   mosquitto_pub ${tls[*]} --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem -i sensor -t sensors/sensor/temperature -m 21.5
 
-see the sensor's messages arrive in the cloud, as the cloud application "demo-cloud-app":
-  mosquitto_sub ${cloud[*]} -t 'sensors/#' -v
+Once ${upstream} says "connected upstream" (the core's link to ggcloud's broker), see the
+sensor's messages arrive in the cloud, as the cloud application "demo-cloud-app":
+  mosquitto_sub ${cloud[*]} -i demo-cloud-app -t 'sensors/#' -v
 
-send "display" a command from the cloud (its mosquitto_sub above prints it):
-  mosquitto_pub ${cloud[*]} -t commands/display/hello -m 'hello from the cloud'
+send "display" a command from the cloud (its mosquitto_sub above prints it; another client ID,
+demo-cloud-app-*, since a second connection under one client ID takes the first one's place):
+  mosquitto_pub ${cloud[*]} -i demo-cloud-app-cmd -t commands/display/hello -m 'hello from the cloud'
+ggcloud's broker refuses what the AWS IoT policies do not allow (demo-core-bridge on the core's
+certificate, demo-cloud-app on the application's) and logs it as "mqtt request refused" in $cloud_log.
 
 and discover the core as "sensor" (Greengrass Discovery API: the core's address and the group CA):
   curl --cert $demo/devices/sensor.cert.pem --key $demo/devices/sensor.key.pem --cacert $demo/certs/root.ca.pem https://127.0.0.1:$cport/greengrass/discover/thing/sensor
