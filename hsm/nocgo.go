@@ -6,6 +6,8 @@ import (
 	"crypto"
 	"fmt"
 	"io"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // Module is a loaded PKCS#11 module; a build without cgo has none.
@@ -32,7 +34,7 @@ func (*Module) Token(label, pin string) (*Token, error) { return nil, ErrNoCgo }
 func (*Token) Key(label string, id []byte) (*Key, error) { return nil, ErrNoCgo }
 
 // Generate fails with ErrNoCgo.
-func (*Token) Generate(label string, id []byte, kt KeyType, u Usage) (*Key, error) {
+func (*Token) Generate(label string, id []byte, kt keyspec.Type, u keyspec.Usage) (*Key, error) {
 	return nil, ErrNoCgo
 }
 
@@ -42,8 +44,8 @@ func (*Token) Destroy(label string, id []byte) error { return ErrNoCgo }
 // Public returns nil.
 func (*Key) Public() crypto.PublicKey { return nil }
 
-// Usage returns Sign.
-func (*Key) Usage() Usage { return Sign }
+// Usage returns keyspec.Sign.
+func (*Key) Usage() keyspec.Usage { return keyspec.Sign }
 
 // Sign fails with ErrNoCgo.
 func (*Key) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) { return nil, ErrNoCgo }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // A build without cgo refuses PKCS#11 modules, saying why.
@@ -26,7 +28,7 @@ func TestMethodsWithoutCgo(t *testing.T) {
 	)
 	_, errToken := m.Token("t", "1234")
 	_, errKey := tok.Key("k", nil)
-	_, errGenerate := tok.Generate("k", nil, ECP256, Sign)
+	_, errGenerate := tok.Generate("k", nil, keyspec.ECP256, keyspec.Sign)
 	_, errSign := k.Sign(nil, make([]byte, 32), crypto.SHA256)
 	_, errDecrypt := k.Decrypt(nil, []byte("x"), nil)
 	for name, err := range map[string]error{

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"testing"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // The TPM benchmarks sign through swtpm over its Unix socket; the
@@ -23,18 +25,18 @@ func benchSign(b *testing.B, s crypto.Signer, opts crypto.SignerOpts) {
 	}
 }
 
-func benchTPMKey(b *testing.B, kt KeyType) *Key {
+func benchTPMKey(b *testing.B, kt keyspec.Type) *Key {
 	tp, _ := openSW(b, "unix")
-	_, k := createLoad(b, tp, kt, Sign)
+	_, k := createLoad(b, tp, kt, keyspec.Sign)
 	return k
 }
 
 func BenchmarkSignECP256(b *testing.B) {
-	benchSign(b, benchTPMKey(b, ECP256), crypto.SHA256)
+	benchSign(b, benchTPMKey(b, keyspec.ECP256), crypto.SHA256)
 }
 
 func BenchmarkSignRSA2048(b *testing.B) {
-	benchSign(b, benchTPMKey(b, RSA2048), &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
+	benchSign(b, benchTPMKey(b, keyspec.RSA2048), &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
 }
 
 func BenchmarkSignSoftwareECP256(b *testing.B) {

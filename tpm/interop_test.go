@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 )
 
@@ -50,14 +51,14 @@ func parsePub(t testing.TB, pemData []byte) crypto.PublicKey {
 // the TPM), and openssl's public key is Key.Public().
 func TestOpenSSLPublicKeyMatches(t *testing.T) {
 	testtool.Require(t, "openssl")
-	for _, kt := range []KeyType{ECP256, ECP384, RSA2048} {
+	for _, kt := range []keyspec.Type{keyspec.ECP256, keyspec.ECP384, keyspec.RSA2048} {
 		t.Run(string(kt), func(t *testing.T) {
 			sw := testtool.StartSWTPM(t, "unix")
 			tp, err := Open(sw.Device)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, k := createLoad(t, tp, kt, Sign)
+			b, k := createLoad(t, tp, kt, keyspec.Sign)
 			want := k.Public()
 			if err := tp.Close(); err != nil {
 				t.Fatal(err)
@@ -129,8 +130,8 @@ func TestOpenSSLKeysLoad(t *testing.T) {
 			}
 			signVerify(t, k, crypto.SHA256)
 			// Swapped out and back in, the key still works.
-			createLoad(t, tp, ECP256, Sign)
-			createLoad(t, tp, ECP256, Sign)
+			createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
+			createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 			signVerify(t, k, crypto.SHA256)
 		})
 	}

@@ -12,6 +12,8 @@ import (
 	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // Key is a key loaded in a TPM. It implements crypto.Signer for Sign keys
@@ -19,7 +21,7 @@ import (
 type Key struct {
 	t      *TPM
 	pub    crypto.PublicKey
-	usage  Usage
+	usage  keyspec.Usage
 	name   tpm2.TPM2BName // the TPM name of the key (hash of its public area)
 	scheme tpm2.TPMAlgID  // the key's own scheme; TPMAlgNull lets each use choose
 
@@ -51,9 +53,9 @@ func newKey(pub *tpm2.TPMTPublic) (*Key, error) {
 	case !a.UserWithAuth:
 		return nil, errors.New("the key can be used only with a policy session (userWithAuth clear); ggcore uses keys with their empty authorization value")
 	}
-	k := &Key{usage: Sign, scheme: tpm2.TPMAlgNull}
+	k := &Key{usage: keyspec.Sign, scheme: tpm2.TPMAlgNull}
 	if !a.SignEncrypt {
-		k.usage = Decrypt
+		k.usage = keyspec.Decrypt
 	}
 	switch pub.Type {
 	case tpm2.TPMAlgRSA:
@@ -87,18 +89,18 @@ func newKey(pub *tpm2.TPMTPublic) (*Key, error) {
 		switch k.scheme {
 		case tpm2.TPMAlgNull:
 		case tpm2.TPMAlgRSASSA, tpm2.TPMAlgRSAPSS:
-			if k.usage != Sign {
+			if k.usage != keyspec.Sign {
 				return nil, fmt.Errorf("decryption key with signature scheme %s", algName(k.scheme))
 			}
 		case tpm2.TPMAlgRSAES:
-			if k.usage != Decrypt {
+			if k.usage != keyspec.Decrypt {
 				return nil, fmt.Errorf("signing key with encryption scheme %s", algName(k.scheme))
 			}
 		default:
 			return nil, fmt.Errorf("the key is fixed to scheme %s (want null, RSASSA, RSAPSS or RSAES; SecretsManager needs PKCS#1 v1.5)", algName(k.scheme))
 		}
 	case tpm2.TPMAlgECC:
-		if k.usage != Sign {
+		if k.usage != keyspec.Sign {
 			return nil, errors.New("EC key that only decrypts (ECDH): ggcore's decryption keys are RSA")
 		}
 		parms, err := pub.Parameters.ECCDetail()
@@ -171,7 +173,7 @@ func (k *Key) sign(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 }
 
 func (k *Key) signErr(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	if k.usage != Sign {
+	if k.usage != keyspec.Sign {
 		return nil, errors.New("it is a decryption key; ggcore keeps signing and decryption keys apart")
 	}
 	if opts == nil {
@@ -297,7 +299,7 @@ func (k *Key) decrypt(msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
 }
 
 func (k *Key) decryptErr(msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
-	if k.usage != Decrypt {
+	if k.usage != keyspec.Decrypt {
 		return nil, errors.New("it is a signing key; ggcore keeps signing and decryption keys apart")
 	}
 	sessionKeyLen := 0

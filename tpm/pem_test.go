@@ -8,13 +8,15 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // testPublic is a marshalled TPMT_PUBLIC of a P-256 signing key (its
 // point is not checked by ParsePEM).
 func testPublic(t testing.TB) []byte {
 	t.Helper()
-	tmpl, err := template(ECP256, Sign)
+	tmpl, err := template(keyspec.ECP256, keyspec.Sign)
 	if err != nil {
 		t.Fatal(err)
 	}

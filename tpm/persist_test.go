@@ -11,12 +11,14 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 func TestPersist(t *testing.T) {
 	tp, sw := openSW(t, "unix")
 	const handle = 0x81000002
-	b, err := tp.Create(ECP256, Sign)
+	b, err := tp.Create(keyspec.ECP256, keyspec.Sign)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +32,7 @@ func TestPersist(t *testing.T) {
 	}
 	// A decryption key works through its persistent handle too (the
 	// salted session then needs the SRK and the key in slots at once).
-	db, err := tp.Create(RSA2048, Decrypt)
+	db, err := tp.Create(keyspec.RSA2048, keyspec.Decrypt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,7 @@ func TestPersist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dk.Usage() != Decrypt {
+	if dk.Usage() != keyspec.Decrypt {
 		t.Fatalf("persistent decryption key has usage %v", dk.Usage())
 	}
 	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, dk.Public().(*rsa.PublicKey), []byte("data key"))
@@ -68,7 +70,7 @@ func TestPersist(t *testing.T) {
 	}
 
 	t.Run("handle in use", func(t *testing.T) {
-		other, err := tp.Create(ECP384, Sign)
+		other, err := tp.Create(keyspec.ECP384, keyspec.Sign)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,9 +147,9 @@ func transientHandles(t testing.TB, tp *TPM) []tpm2.TPMHandle {
 // its wrapped private part is useless to another TPM.
 func TestKeysStayInTPM(t *testing.T) {
 	tp, _ := openSW(t, "unix")
-	for _, kt := range []KeyType{ECP256, RSA2048} {
+	for _, kt := range []keyspec.Type{keyspec.ECP256, keyspec.RSA2048} {
 		t.Run(string(kt), func(t *testing.T) {
-			b, k := createLoad(t, tp, kt, Sign)
+			b, k := createLoad(t, tp, kt, keyspec.Sign)
 			pub := readPublic(t, tp, k)
 			a := pub.ObjectAttributes
 			if !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
@@ -211,7 +213,7 @@ func TestFixedParentBlocksDuplication(t *testing.T) {
 	if err := (tpm2.PolicyCommandCode{Code: tpm2.TPMCCDuplicate}).Update(calc); err != nil {
 		t.Fatal(err)
 	}
-	tmpl, err := template(ECP256, Sign)
+	tmpl, err := template(keyspec.ECP256, keyspec.Sign)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // TestThreeKeysAndCreate is ggcore's worst case on a TPM without a
@@ -22,9 +24,9 @@ func TestThreeKeysAndCreate(t *testing.T) {
 	for _, transport := range []string{"unix", "tcp"} {
 		t.Run(transport, func(t *testing.T) {
 			tp, _ := openSW(t, transport)
-			_, iot := createLoad(t, tp, ECP256, Sign)
-			_, mqtt := createLoad(t, tp, RSA2048, Sign)
-			_, secrets := createLoad(t, tp, RSA2048, Decrypt)
+			_, iot := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
+			_, mqtt := createLoad(t, tp, keyspec.RSA2048, keyspec.Sign)
+			_, secrets := createLoad(t, tp, keyspec.RSA2048, keyspec.Decrypt)
 			plain := []byte("a data key of 32 bytes for test!")
 			ct, err := rsa.EncryptPKCS1v15(rand.Reader, secrets.Public().(*rsa.PublicKey), plain)
 			if err != nil {
@@ -50,7 +52,7 @@ func TestThreeKeysAndCreate(t *testing.T) {
 						use[k]()
 					}
 					if i == 2 {
-						if _, err := tp.Create(ECP384, Sign); err != nil {
+						if _, err := tp.Create(keyspec.ECP384, keyspec.Sign); err != nil {
 							t.Fatalf("Create with three keys loaded: %v", err)
 						}
 					}
@@ -67,7 +69,7 @@ func TestThreeKeysAndCreate(t *testing.T) {
 			}
 			t.Logf("%d swaps", swaps)
 			// A fourth key still loads and works; then everything again.
-			_, fourth := createLoad(t, tp, ECP256, Sign)
+			_, fourth := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 			for _, k := range []*Key{fourth, iot, mqtt, fourth} {
 				signVerify(t, k, crypto.SHA256)
 			}
@@ -80,8 +82,8 @@ func TestThreeKeysAndCreate(t *testing.T) {
 // session in a TPM without resource manager; the next Open clears them.
 func TestOpenFlushesLeftovers(t *testing.T) {
 	tp, sw := openSW(t, "unix")
-	createLoad(t, tp, ECP256, Sign)
-	createLoad(t, tp, ECP256, Sign)
+	createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
+	createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 	tp.mu.Lock()
 	_, err := tpm2.StartAuthSession{
 		TPMKey:      tpm2.TPMRHNull,
@@ -119,7 +121,7 @@ func TestOpenFlushesLeftovers(t *testing.T) {
 	tp2.mu.Unlock()
 	// All slots are ours again: three keys and a Create work.
 	for range 3 {
-		_, k := createLoad(t, tp2, ECP256, Sign)
+		_, k := createLoad(t, tp2, keyspec.ECP256, keyspec.Sign)
 		signVerify(t, k, crypto.SHA256)
 	}
 }
@@ -128,7 +130,7 @@ func TestOpenFlushesLeftovers(t *testing.T) {
 func TestCloseFlushes(t *testing.T) {
 	tp, sw := openSW(t, "tcp")
 	for range 3 {
-		_, k := createLoad(t, tp, ECP256, Sign)
+		_, k := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 		signVerify(t, k, crypto.SHA256)
 	}
 	if err := tp.Close(); err != nil {
@@ -143,7 +145,11 @@ func TestCloseFlushes(t *testing.T) {
 
 func rawConn(t testing.TB, device string) transport.TPMCloser {
 	t.Helper()
-	tr, err := openTransport(device, firstCommandTimeout)
+	d, err := keyspec.ParseTPMDevice(device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := openTransport(d, firstCommandTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +186,7 @@ func (s *spy) Send(cmd []byte) ([]byte, error) {
 // appears in what the TPM sends back.
 func TestDecryptPlaintextEncryptedOnTheBus(t *testing.T) {
 	tp, _ := openSW(t, "unix")
-	_, k := createLoad(t, tp, RSA2048, Decrypt)
+	_, k := createLoad(t, tp, keyspec.RSA2048, keyspec.Decrypt)
 	plain := make([]byte, 32)
 	rand.Read(plain)
 	ct, err := rsa.EncryptPKCS1v15(rand.Reader, k.Public().(*rsa.PublicKey), plain)
@@ -208,9 +214,9 @@ func TestDecryptPlaintextEncryptedOnTheBus(t *testing.T) {
 // TestConcurrentSigners: 64 goroutines share three keys (run with -race).
 func TestConcurrentSigners(t *testing.T) {
 	tp, _ := openSW(t, "unix")
-	_, ec := createLoad(t, tp, ECP256, Sign)
-	_, rs := createLoad(t, tp, RSA2048, Sign)
-	_, dk := createLoad(t, tp, RSA2048, Decrypt)
+	_, ec := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
+	_, rs := createLoad(t, tp, keyspec.RSA2048, keyspec.Sign)
+	_, dk := createLoad(t, tp, keyspec.RSA2048, keyspec.Decrypt)
 	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, dk.Public().(*rsa.PublicKey), []byte("shared secret"))
 	const workers, each = 64, 4
 	var wg sync.WaitGroup
@@ -255,7 +261,7 @@ func TestConcurrentSigners(t *testing.T) {
 // (as after a TPM reset) is loaded again from its wrapped blob.
 func TestStaleContextReloads(t *testing.T) {
 	tp, _ := openSW(t, "unix")
-	_, k := createLoad(t, tp, ECP256, Sign)
+	_, k := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 	tp.mu.Lock()
 	if err := tp.swapOut(k); err != nil {
 		tp.mu.Unlock()

@@ -70,48 +70,13 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // SRKHandle is the persistent handle of the storage root key that every
 // key ggcore creates is a child of (the TCG's usual SRK handle).
 const SRKHandle uint32 = 0x81000001
-
-// DefaultDevice is the kernel's resource-managed TPM device.
-const DefaultDevice = "/dev/tpmrm0"
-
-// KeyType is the type of a key to create. The values are ggprov's
-// --type/--key-type words.
-type KeyType string
-
-// The key types a TPM key can have.
-const (
-	RSA2048 KeyType = "rsa2048"
-	RSA3072 KeyType = "rsa3072"
-	ECP256  KeyType = "ecp256"
-	ECP384  KeyType = "ecp384"
-)
-
-// Usage says what a new key may do. DESIGN.md keeps signing and
-// decryption keys apart: a Sign key cannot decrypt and a Decrypt key
-// cannot sign.
-type Usage int
-
-// The usages of a key.
-const (
-	Sign    Usage = iota // TLS client and server keys
-	Decrypt              // the SecretsManager key (RSA only)
-)
-
-// String returns "sign" or "decrypt".
-func (u Usage) String() string {
-	switch u {
-	case Sign:
-		return "sign"
-	case Decrypt:
-		return "decrypt"
-	}
-	return fmt.Sprintf("Usage(%d)", int(u))
-}
 
 // Errors callers tell apart with errors.Is.
 var (
@@ -141,10 +106,11 @@ type TPM struct {
 	swaps   int               // keys swapped out (for tests)
 }
 
-// Open connects to the TPM named by device, in ggcore.tpm.device's
-// syntax: a device path ("/dev/tpmrm0", "/dev/tpm0"), "unix:///path" (a
-// swtpm --server type=unixio socket) or "tcp://HOST:PORT" (swtpm --server
-// type=tcp). "" means DefaultDevice. It makes sure the SRK exists at
+// Open connects to the TPM named by device, in the syntax of
+// keyspec.ParseTPMDevice (ggcore.tpm.device's): a device path
+// ("/dev/tpmrm0", "/dev/tpm0"), "unix:///path" (a swtpm --server
+// type=unixio socket) or "tcp://HOST:PORT" (swtpm --server type=tcp). ""
+// means keyspec.DefaultTPMDevice. It makes sure the SRK exists at
 // SRKHandle, creating and persisting it if absent.
 func Open(device string) (*TPM, error) {
 	return open(device, firstCommandTimeout)
@@ -152,17 +118,18 @@ func Open(device string) (*TPM, error) {
 
 // open is Open with a bound on the first command over a socket.
 func open(device string, first time.Duration) (*TPM, error) {
-	if device == "" {
-		device = DefaultDevice
-	}
-	tr, err := openTransport(device, first)
+	d, err := keyspec.ParseTPMDevice(device)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: open %s: %w", device, err)
+		return nil, fmt.Errorf("tpm: open: %w", err)
 	}
-	t := &TPM{device: device, tr: tr, loaded: map[[32]byte]*Key{}}
+	tr, err := openTransport(d, first)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: open %s: %w", d, err)
+	}
+	t := &TPM{device: d.String(), tr: tr, loaded: map[[32]byte]*Key{}}
 	if err := t.start(); err != nil {
 		tr.Close()
-		return nil, fmt.Errorf("tpm: open %s: %w", device, err)
+		return nil, fmt.Errorf("tpm: open %s: %w", d, err)
 	}
 	return t, nil
 }
@@ -338,7 +305,7 @@ type Blob struct {
 
 // Create makes a new key inside the TPM under the SRK and returns it
 // wrapped. Its private part never leaves the TPM in the clear.
-func (t *TPM) Create(kt KeyType, u Usage) (*Blob, error) {
+func (t *TPM) Create(kt keyspec.Type, u keyspec.Usage) (*Blob, error) {
 	tmpl, err := template(kt, u)
 	if err != nil {
 		return nil, fmt.Errorf("tpm: create %s %s key: %w", kt, u, err)
@@ -375,26 +342,29 @@ func (t *TPM) Create(kt KeyType, u Usage) (*Blob, error) {
 // sensitiveDataOrigin), used with an empty password (userWithAuth, noDA;
 // see the package comment), and either signing or decrypting, with a
 // null scheme so that each signature or decryption names its own.
-func template(kt KeyType, u Usage) (tpm2.TPMTPublic, error) {
+func template(kt keyspec.Type, u keyspec.Usage) (tpm2.TPMTPublic, error) {
 	attrs := tpm2.TPMAObject{
 		FixedTPM:            true,
 		FixedParent:         true,
 		SensitiveDataOrigin: true,
 		UserWithAuth:        true,
 		NoDA:                true,
-		SignEncrypt:         u == Sign,
-		Decrypt:             u == Decrypt,
+		SignEncrypt:         u == keyspec.Sign,
+		Decrypt:             u == keyspec.Decrypt,
 	}
-	if u != Sign && u != Decrypt {
+	if u != keyspec.Sign && u != keyspec.Decrypt {
 		return tpm2.TPMTPublic{}, fmt.Errorf("unknown usage %d", int(u))
+	}
+	if _, err := keyspec.ParseType(string(kt)); err != nil {
+		return tpm2.TPMTPublic{}, err
+	}
+	if err := u.Check(kt); err != nil {
+		return tpm2.TPMTPublic{}, fmt.Errorf("%w (SecretsManager unwraps its data key with RSA PKCS#1 v1.5)", err)
 	}
 	pub := tpm2.TPMTPublic{NameAlg: tpm2.TPMAlgSHA256, ObjectAttributes: attrs}
 	switch kt {
-	case RSA2048, RSA3072:
-		bits := tpm2.TPMKeyBits(2048)
-		if kt == RSA3072 {
-			bits = 3072
-		}
+	case keyspec.RSA2048, keyspec.RSA3072:
+		bits := tpm2.TPMKeyBits(kt.RSABits())
 		pub.Type = tpm2.TPMAlgRSA
 		pub.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
 			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
@@ -402,12 +372,9 @@ func template(kt KeyType, u Usage) (tpm2.TPMTPublic, error) {
 			KeyBits:   bits,
 		})
 		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{})
-	case ECP256, ECP384:
-		if u == Decrypt {
-			return tpm2.TPMTPublic{}, errors.New("decryption keys must be RSA (SecretsManager unwraps its data key with RSA PKCS#1 v1.5)")
-		}
+	case keyspec.ECP256, keyspec.ECP384:
 		curve := tpm2.TPMECCNistP256
-		if kt == ECP384 {
+		if kt == keyspec.ECP384 {
 			curve = tpm2.TPMECCNistP384
 		}
 		pub.Type = tpm2.TPMAlgECC
@@ -419,7 +386,7 @@ func template(kt KeyType, u Usage) (tpm2.TPMTPublic, error) {
 		})
 		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{})
 	default:
-		return tpm2.TPMTPublic{}, fmt.Errorf("unknown key type %q (want %s, %s, %s or %s)", kt, RSA2048, RSA3072, ECP256, ECP384)
+		return tpm2.TPMTPublic{}, fmt.Errorf("key type %q has no TPM template", string(kt))
 	}
 	return pub, nil
 }
@@ -683,7 +650,7 @@ func (t *TPM) Persistent(handle uint32) (*Key, error) {
 func (k *Key) Public() crypto.PublicKey { return k.pub }
 
 // Usage reports whether the key signs or decrypts.
-func (k *Key) Usage() Usage { return k.usage }
+func (k *Key) Usage() keyspec.Usage { return k.usage }
 
 // Sign signs digest: ECDSA (ASN.1 DER), RSA PKCS#1 v1.5, or RSA-PSS when
 // opts is *rsa.PSSOptions (salt length = hash length).

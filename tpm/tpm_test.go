@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 )
 
@@ -32,7 +33,7 @@ func openSW(t testing.TB, transport string) (*TPM, *testtool.SWTPM) {
 }
 
 // createLoad creates a key of type kt and loads it.
-func createLoad(t testing.TB, tp *TPM, kt KeyType, u Usage) (*Blob, *Key) {
+func createLoad(t testing.TB, tp *TPM, kt keyspec.Type, u keyspec.Usage) (*Blob, *Key) {
 	t.Helper()
 	b, err := tp.Create(kt, u)
 	if err != nil {
@@ -76,7 +77,7 @@ func TestOpen(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Open(%s): %v", sw.Device, err)
 			}
-			_, k := createLoad(t, tp, ECP256, Sign)
+			_, k := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 			d := digestOf(crypto.SHA256, "hello")
 			sig, err := k.Sign(nil, d, crypto.SHA256)
 			if err != nil {
@@ -94,7 +95,7 @@ func TestOpen(t *testing.T) {
 			if _, err := k.Sign(nil, d, crypto.SHA256); err == nil || !strings.Contains(err.Error(), "closed") {
 				t.Fatalf("Sign after Close: got %v, want a 'closed' error", err)
 			}
-			if _, err := tp.Create(ECP256, Sign); err == nil {
+			if _, err := tp.Create(keyspec.ECP256, keyspec.Sign); err == nil {
 				t.Fatal("Create after Close succeeded")
 			}
 		})
@@ -191,17 +192,17 @@ func TestSignVerify(t *testing.T) {
 	}
 	ecOpts := []crypto.SignerOpts{crypto.SHA256, crypto.SHA384}
 	for _, tc := range []struct {
-		kt   KeyType
+		kt   keyspec.Type
 		opts []crypto.SignerOpts
 	}{
-		{RSA2048, rsaOpts},
-		{RSA3072, rsaOpts},
-		{ECP256, ecOpts},
-		{ECP384, ecOpts},
+		{keyspec.RSA2048, rsaOpts},
+		{keyspec.RSA3072, rsaOpts},
+		{keyspec.ECP256, ecOpts},
+		{keyspec.ECP384, ecOpts},
 	} {
 		t.Run(string(tc.kt), func(t *testing.T) {
-			_, k := createLoad(t, tp, tc.kt, Sign)
-			if k.Usage() != Sign {
+			_, k := createLoad(t, tp, tc.kt, keyspec.Sign)
+			if k.Usage() != keyspec.Sign {
 				t.Errorf("Usage() = %v, want sign", k.Usage())
 			}
 			for _, o := range tc.opts {
@@ -236,8 +237,8 @@ func TestSignVerify(t *testing.T) {
 
 func TestSignRefusals(t *testing.T) {
 	tp, _ := openSW(t, "unix")
-	_, rk := createLoad(t, tp, RSA2048, Sign)
-	_, ek := createLoad(t, tp, ECP256, Sign)
+	_, rk := createLoad(t, tp, keyspec.RSA2048, keyspec.Sign)
+	_, ek := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 	d256 := digestOf(crypto.SHA256, "x")
 	for _, tc := range []struct {
 		name   string
@@ -267,8 +268,8 @@ func TestSignRefusals(t *testing.T) {
 
 func TestDecrypt(t *testing.T) {
 	tp, _ := openSW(t, "unix")
-	_, k := createLoad(t, tp, RSA2048, Decrypt)
-	if k.Usage() != Decrypt {
+	_, k := createLoad(t, tp, keyspec.RSA2048, keyspec.Decrypt)
+	if k.Usage() != keyspec.Decrypt {
 		t.Fatalf("Usage() = %v, want decrypt", k.Usage())
 	}
 	pub := k.Public().(*rsa.PublicKey)
@@ -334,21 +335,21 @@ func TestDecrypt(t *testing.T) {
 func TestUsageSeparation(t *testing.T) {
 	tp, _ := openSW(t, "unix")
 	t.Run("EC decrypt key refused", func(t *testing.T) {
-		for _, kt := range []KeyType{ECP256, ECP384} {
-			_, err := tp.Create(kt, Decrypt)
-			if err == nil || !strings.Contains(err.Error(), "decryption keys must be RSA") {
+		for _, kt := range []keyspec.Type{keyspec.ECP256, keyspec.ECP384} {
+			_, err := tp.Create(kt, keyspec.Decrypt)
+			if err == nil || !strings.Contains(err.Error(), "decryption key must be RSA") {
 				t.Errorf("Create(%s, Decrypt) = %v, want a clear refusal", kt, err)
 			}
 		}
 	})
 	t.Run("unknown type", func(t *testing.T) {
-		_, err := tp.Create("rsa1024", Sign)
+		_, err := tp.Create("rsa1024", keyspec.Sign)
 		if err == nil || !strings.Contains(err.Error(), `unknown key type "rsa1024"`) {
 			t.Errorf("Create(rsa1024) = %v", err)
 		}
 	})
-	_, sk := createLoad(t, tp, RSA2048, Sign)
-	_, dk := createLoad(t, tp, RSA2048, Decrypt)
+	_, sk := createLoad(t, tp, keyspec.RSA2048, keyspec.Sign)
+	_, dk := createLoad(t, tp, keyspec.RSA2048, keyspec.Decrypt)
 	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, sk.Public().(*rsa.PublicKey), []byte("secret"))
 	if _, err := sk.Decrypt(nil, ct, nil); err == nil || !strings.Contains(err.Error(), "it is a signing key") {
 		t.Errorf("Decrypt with a sign key = %v, want a refusal", err)
@@ -360,8 +361,8 @@ func TestUsageSeparation(t *testing.T) {
 	for _, tc := range []struct {
 		k             *Key
 		sign, decrypt bool
-		usage         Usage
-	}{{sk, true, false, Sign}, {dk, false, true, Decrypt}} {
+		usage         keyspec.Usage
+	}{{sk, true, false, keyspec.Sign}, {dk, false, true, keyspec.Decrypt}} {
 		pub := readPublic(t, tp, tc.k)
 		a := pub.ObjectAttributes
 		if a.SignEncrypt != tc.sign || a.Decrypt != tc.decrypt {
@@ -392,7 +393,7 @@ func readPublic(t testing.TB, tp *TPM, k *Key) *tpm2.TPMTPublic {
 
 func TestPEMRoundTrip(t *testing.T) {
 	tp, _ := openSW(t, "unix")
-	b, k := createLoad(t, tp, ECP256, Sign)
+	b, k := createLoad(t, tp, keyspec.ECP256, keyspec.Sign)
 	data := b.MarshalPEM()
 	if !bytes.HasPrefix(data, []byte("-----BEGIN TSS2 PRIVATE KEY-----\n")) {
 		t.Fatalf("PEM starts %q", data[:40])

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 const (
@@ -31,40 +32,25 @@ const (
 	firstCommandTimeout = 10 * time.Second
 )
 
-// openTransport connects to device (already defaulted) and returns the
-// transport. Connection failures wrap ErrUnreachable. A socket gets
-// first to answer its first command.
-func openTransport(device string, first time.Duration) (transport.TPMCloser, error) {
-	switch {
-	case strings.HasPrefix(device, "unix://"):
-		path := strings.TrimPrefix(device, "unix://")
-		if !strings.HasPrefix(path, "/") {
-			return nil, fmt.Errorf("socket path %q is not absolute (want unix:///abs/path)", path)
-		}
-		c, err := net.DialTimeout("unix", path, first)
+// openTransport connects to d and returns the transport. Connection
+// failures wrap ErrUnreachable. A socket gets first to answer its first
+// command.
+func openTransport(d keyspec.TPMDevice, first time.Duration) (transport.TPMCloser, error) {
+	switch d.Network {
+	case keyspec.TPMNetworkUnix, keyspec.TPMNetworkTCP:
+		c, err := net.DialTimeout(d.Network, d.Address, first)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 		}
 		return newStream(c, first), nil
-	case strings.HasPrefix(device, "tcp://"):
-		addr := strings.TrimPrefix(device, "tcp://")
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("address %q: %w (want tcp://HOST:PORT)", addr, err)
-		}
-		c, err := net.DialTimeout("tcp", addr, first)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
-		}
-		return newStream(c, first), nil
-	case strings.HasPrefix(device, "/"):
-		tr, err := linuxtpm.Open(device)
+	case keyspec.TPMNetworkDevice:
+		tr, err := linuxtpm.Open(d.Address)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 		}
 		return tr, nil
-	default:
-		return nil, fmt.Errorf("unsupported device syntax (want a device path such as %s, unix:///path or tcp://HOST:PORT)", DefaultDevice)
 	}
+	return nil, fmt.Errorf("unknown TPM network %q", d.Network)
 }
 
 // stream sends raw TPM 2.0 commands over a connected socket and reads

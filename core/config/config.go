@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // Defaults of config.json's optional settings.
@@ -29,7 +31,6 @@ const (
 	DefaultGGMqttPort  = 8883 // coreThing.ggMqttPort (v1)
 	DefaultKeepAlive   = 600  // coreThing.keepAlive, seconds (v1)
 	DefaultTLSProfile  = "strict"
-	DefaultTPMDevice   = "/dev/tpmrm0"
 )
 
 // Limits of coreThing.keepAlive, in seconds (v1's range).
@@ -144,12 +145,27 @@ type GGCore struct {
 	// DeploymentPollSeconds is how often the core asks the control plane
 	// for a new deployment: 1 to 86400, default 30.
 	DeploymentPollSeconds int `json:"deploymentPollSeconds,omitempty"`
+	// Persistence bounds the store of persistent sessions, their queued
+	// messages and the retained messages (<writeDirectory>/broker/sessions.db).
+	Persistence Persistence `json:"persistence,omitzero"`
+}
+
+// Persistence is ggcore.persistence. Zero values mean the broker's
+// defaults (64 MiB, 100,000 messages).
+type Persistence struct {
+	// Disabled keeps sessions and retained messages in memory only: a
+	// restart loses them.
+	Disabled bool `json:"disabled,omitempty"`
+	// MaxBytes bounds the stored messages' records: 1 MiB to 1 TiB.
+	MaxBytes int64 `json:"maxBytes,omitempty"`
+	// MaxMessages bounds how many messages are stored: 1 to 100,000,000.
+	MaxMessages int64 `json:"maxMessages,omitempty"`
 }
 
 // TPM is ggcore.tpm.
 type TPM struct {
 	// Device is a TPM device node (default /dev/tpmrm0), unix:///path of
-	// a socket, or tcp://HOST:PORT (swtpm); see ParseTPMDevice.
+	// a socket, or tcp://HOST:PORT (swtpm); see keyspec.ParseTPMDevice.
 	Device string `json:"device"`
 }
 
@@ -234,7 +250,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{
 		CoreThing: CoreThing{IotMqttPort: DefaultIotMqttPort, GGHttpPort: DefaultGGHttpPort, MQTTMaxConnectionRetryInterval: 60,
 			GGMqttPort: DefaultGGMqttPort, KeepAlive: DefaultKeepAlive},
-		GGCore: GGCore{TLSProfile: DefaultTLSProfile, TPM: TPM{Device: DefaultTPMDevice}, DeploymentPollSeconds: 30},
+		GGCore: GGCore{TLSProfile: DefaultTLSProfile, TPM: TPM{Device: keyspec.DefaultTPMDevice}, DeploymentPollSeconds: 30},
 	}
 	w := &walker{}
 	var pkcs11Keys []keyUse
@@ -446,7 +462,7 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 		{"tpm", func(p string, v json.RawMessage) {
 			w.object(p, v, []rule{{"device", func(p string, v json.RawMessage) {
 				if w.str(p, v, &g.TPM.Device) {
-					if _, _, err := ParseTPMDevice(g.TPM.Device); err != nil {
+					if _, err := keyspec.ParseTPMDevice(g.TPM.Device); err != nil {
 						w.fail(p, "%v", err)
 					}
 				}
@@ -461,6 +477,7 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 			}
 		}},
 		{"disconnectOnRotation", func(p string, v json.RawMessage) { w.boolean(p, v, &g.DisconnectOnRotation) }},
+		{"persistence", func(p string, v json.RawMessage) { w.persistence(p, v, &g.Persistence) }},
 		{"deploymentPollSeconds", func(p string, v json.RawMessage) {
 			w.intRange(p, v, 1, 86400, "a number of seconds from 1 to 86400", &g.DeploymentPollSeconds)
 		}},
@@ -488,6 +505,28 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 				g.Connectivity = append(g.Connectivity, hp)
 			})
 		}},
+	})
+}
+
+// persistence walks ggcore.persistence.
+func (w *walker) persistence(path string, raw json.RawMessage, ps *Persistence) {
+	bounded := func(lo, hi int64, what string, dst *int64) func(string, json.RawMessage) {
+		return func(p string, v json.RawMessage) {
+			var n int64
+			if !w.integer(p, v, &n) {
+				return
+			}
+			if n < lo || n > hi {
+				w.fail(p, "%d is not %s", n, what)
+				return
+			}
+			*dst = n
+		}
+	}
+	w.object(path, raw, []rule{
+		{"disabled", func(p string, v json.RawMessage) { w.boolean(p, v, &ps.Disabled) }},
+		{"maxBytes", bounded(1<<20, 1<<40, "a number of bytes from 1048576 (1 MiB) to 1099511627776 (1 TiB)", &ps.MaxBytes)},
+		{"maxMessages", bounded(1, 100_000_000, "a number of messages from 1 to 100000000", &ps.MaxMessages)},
 	})
 }
 
@@ -535,39 +574,4 @@ func checkHost(h string) error {
 		}
 	}
 	return nil
-}
-
-// ParseTPMDevice splits a ggcore.tpm.device value into a network and an
-// address: a device node such as /dev/tpmrm0 gives ("file", path),
-// unix:///path/to/socket gives ("unix", path), and tcp://HOST:PORT (swtpm)
-// gives ("tcp", "HOST:PORT").
-func ParseTPMDevice(s string) (network, address string, err error) {
-	const forms = "a device such as /dev/tpmrm0, unix:///path/to/socket or tcp://127.0.0.1:2321"
-	switch {
-	case strings.HasPrefix(s, "/"):
-		if strings.IndexByte(s, 0) >= 0 || strings.HasSuffix(s, "/") {
-			return "", "", fmt.Errorf("%s is not a device path: want %s", quote(s), forms)
-		}
-		return "file", filepath.Clean(s), nil
-	case strings.HasPrefix(s, "unix://"):
-		p := strings.TrimPrefix(s, "unix://")
-		if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.IndexByte(p, 0) >= 0 {
-			return "", "", fmt.Errorf("%s: want unix:///absolute/path/to/socket (three slashes)", quote(s))
-		}
-		return "unix", filepath.Clean(p), nil
-	case strings.HasPrefix(s, "tcp://"):
-		hp := strings.TrimPrefix(s, "tcp://")
-		host, port, err := net.SplitHostPort(hp)
-		if err != nil || host == "" {
-			return "", "", fmt.Errorf("%s: want tcp://HOST:PORT, such as tcp://127.0.0.1:2321", quote(s))
-		}
-		if err := checkHost(host); err != nil {
-			return "", "", fmt.Errorf("%s: %v", quote(s), err)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return "", "", fmt.Errorf("%s: port %s is not a port (1-65535)", quote(s), quote(port))
-		}
-		return "tcp", hp, nil
-	}
-	return "", "", fmt.Errorf("%s is not a TPM device: want %s", quote(s), forms)
 }

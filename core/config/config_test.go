@@ -469,30 +469,3 @@ func TestPKCS11PinNotPrinted(t *testing.T) {
 		}
 	}
 }
-
-func TestParseTPMDevice(t *testing.T) {
-	tests := []struct {
-		in, network, address string
-	}{
-		{"/dev/tpmrm0", "file", "/dev/tpmrm0"},
-		{"/dev/tpm0", "file", "/dev/tpm0"},
-		{"unix:///run/swtpm/sock", "unix", "/run/swtpm/sock"},
-		{"tcp://127.0.0.1:2321", "tcp", "127.0.0.1:2321"},
-		{"tcp://[::1]:2321", "tcp", "[::1]:2321"},
-		{"tcp://localhost:2321", "tcp", "localhost:2321"},
-		{"", "", ""},
-		{"dev/tpm0", "", ""},
-		{"/dev/", "", ""},
-		{"unix://sock", "", ""},
-		{"tcp://:2321", "", ""},
-		{"tcp://127.0.0.1:0", "", ""},
-		{"tcp://127.0.0.1", "", ""},
-		{"http://127.0.0.1:2321", "", ""},
-	}
-	for _, tt := range tests {
-		n, a, err := ParseTPMDevice(tt.in)
-		if n != tt.network || a != tt.address || (err == nil) != (tt.network != "") {
-			t.Errorf("ParseTPMDevice(%q) = %q, %q, %v; want %q, %q", tt.in, n, a, err, tt.network, tt.address)
-		}
-	}
-}

@@ -28,7 +28,7 @@ const (
 
 func certARN(name string) string { return "arn:aws:iot:us-east-1:000000000000:cert/" + certID(name) }
 
-// goldenGroup is DESIGN.md's group.json example with real-looking IDs.
+// goldenGroup is the group.json example of docs/design.md with real-looking IDs.
 var goldenGroup = fmt.Sprintf(`{ "GroupId": "g1", "GroupVersionId": "1", "CertificateExpiryInMilliseconds": 604800000,
   "Cores": [{"Id": "core", "ThingArn": %q,
              "CertificateArn": %q, "SyncShadow": true}],

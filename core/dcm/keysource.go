@@ -9,17 +9,18 @@ import (
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // StoreKeys makes server keys where the core's identity key lives:
 //
-//	"file"    a PEM file in Dir (mode 0600)
-//	"tpm"     a TPM key, kept as a TSS2 PEM file in Dir
-//	"pkcs11"  a token key labelled LabelPrefix-<time>, on the token of crypto.PKCS11
+//	keyspec.File    a PEM file in Dir (mode 0600)
+//	keyspec.TPM     a TPM key, kept as a TSS2 PEM file in Dir
+//	keyspec.PKCS11  a token key labelled LabelPrefix-<time>, on the token of crypto.PKCS11
 type StoreKeys struct {
 	Store *keys.Store
-	// Kind is "file", "tpm" or "pkcs11" (keys.StoreOf of the identity key).
-	Kind string
+	// Kind is where the keys live: keys.StoreOf of the identity key.
+	Kind keyspec.Backend
 	// Dir holds key files; it is created mode 0700.
 	Dir string
 	// LabelPrefix starts token key labels (pkcs11 only).
@@ -28,7 +29,7 @@ type StoreKeys struct {
 	// token and PIN attributes new token keys share (pkcs11 only).
 	Like string
 	// Type is the key type: RSA-2048 in v1.
-	Type keys.Type
+	Type keyspec.Type
 	// Now names keys; nil means time.Now.
 	Now func() time.Time
 }
@@ -41,14 +42,14 @@ func (s StoreKeys) New() (crypto.Signer, string, error) {
 	}
 	stamp := now().UnixNano()
 	name := fmt.Sprintf("mqtt-server-%d", stamp)
-	if s.Kind != "pkcs11" {
+	if s.Kind != keyspec.PKCS11 {
 		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 			return nil, "", err
 		}
 	}
 	switch s.Kind {
-	case "file":
-		key, err := keys.Generate(s.Type)
+	case keyspec.File:
+		key, err := s.Type.Generate()
 		if err != nil {
 			return nil, "", err
 		}
@@ -61,11 +62,11 @@ func (s StoreKeys) New() (crypto.Signer, string, error) {
 			return nil, "", err
 		}
 		return key, config.KeyRef{Scheme: config.SchemeFile, Path: path}.String(), nil
-	case "tpm":
+	case keyspec.TPM:
 		ref := config.KeyRef{Scheme: config.SchemeFile, Path: filepath.Join(s.Dir, name+".tss2.pem")}.String()
-		key, err := s.Store.Create(ref, s.Type, keys.ForSigning)
+		key, err := s.Store.Create(ref, s.Type, keyspec.Sign)
 		return key, ref, err
-	case "pkcs11":
+	case keyspec.PKCS11:
 		attrs := map[string]string{}
 		if like, err := config.ParseKeyRef(s.Like); err == nil && like.Scheme == config.SchemePKCS11 {
 			for k, v := range like.PKCS11 {
@@ -76,7 +77,7 @@ func (s StoreKeys) New() (crypto.Signer, string, error) {
 		}
 		attrs["object"], attrs["type"] = fmt.Sprintf("%s-%d", s.LabelPrefix, stamp), "private"
 		ref := config.KeyRef{Scheme: config.SchemePKCS11, PKCS11: attrs}.Unredacted()
-		key, err := s.Store.Create(ref, s.Type, keys.ForSigning)
+		key, err := s.Store.Create(ref, s.Type, keyspec.Sign)
 		return key, ref, err
 	}
 	return nil, "", fmt.Errorf("dcm: unknown key store %q", s.Kind)

@@ -1,5 +1,5 @@
 // Package keys opens the private keys that ggcore's principals name by
-// reference (DESIGN.md "Key references") and checks they are of a kind
+// reference (docs/design.md "Key references") and checks they are of a kind
 // the principal accepts.
 //
 // A Store opens every kind of reference: PEM files (file://), TPM 2.0
@@ -13,7 +13,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -182,45 +181,6 @@ func CheckPrincipal(principal string, pub crypto.PublicKey) error {
 		return unsupported("%s key given, SecretsManager requires RSA >= 2048", Describe(pub))
 	}
 	return nil
-}
-
-// Type is a key type ggprov can create.
-type Type string
-
-// The key types of --key-type.
-const (
-	RSA2048 Type = "rsa2048"
-	RSA3072 Type = "rsa3072"
-	ECP256  Type = "ecp256"
-	ECP384  Type = "ecp384"
-)
-
-// Types lists every Type, for usage messages.
-var Types = []Type{RSA2048, RSA3072, ECP256, ECP384}
-
-// ParseType maps a --key-type value to a Type.
-func ParseType(s string) (Type, error) {
-	for _, t := range Types {
-		if string(t) == s {
-			return t, nil
-		}
-	}
-	return "", fmt.Errorf("unknown key type %q: want one of rsa2048, rsa3072, ecp256, ecp384", s)
-}
-
-// Generate creates a key of type t in memory.
-func Generate(t Type) (crypto.Signer, error) {
-	switch t {
-	case RSA2048:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case RSA3072:
-		return rsa.GenerateKey(rand.Reader, 3072)
-	case ECP256:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case ECP384:
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	}
-	return nil, fmt.Errorf("keys: generate: unknown key type %q", t)
 }
 
 // MarshalPEM encodes a private key as PKCS#8 "PRIVATE KEY" PEM, which

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 )
 
@@ -161,9 +162,9 @@ func TestRSADecryptsWhatOpenSSLEncrypts(t *testing.T) {
 func TestMarshalPEMIsReadByOpenSSL(t *testing.T) {
 	openssl := needOpenSSL(t)
 	dir := t.TempDir()
-	for _, typ := range Types {
+	for _, typ := range keyspec.Types {
 		t.Run(string(typ), func(t *testing.T) {
-			key, err := Generate(typ)
+			key, err := typ.Generate()
 			if err != nil {
 				t.Fatal(err)
 			}

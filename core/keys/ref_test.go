@@ -2,7 +2,6 @@ package keys
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // TestOpenFileURIForms opens one key through the file URI spellings a
@@ -19,7 +20,7 @@ func TestOpenFileURIForms(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key, err := Generate(ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,50 +78,12 @@ func TestOpenNeedsStoreForHardware(t *testing.T) {
 	}
 }
 
-func TestParseTypeAndGenerate(t *testing.T) {
-	tests := []struct {
-		in    string
-		check func(any) bool
-	}{
-		{"rsa2048", func(k any) bool { r, ok := k.(*rsa.PublicKey); return ok && r.N.BitLen() == 2048 }},
-		{"rsa3072", func(k any) bool { r, ok := k.(*rsa.PublicKey); return ok && r.N.BitLen() == 3072 }},
-		{"ecp256", func(k any) bool { e, ok := k.(*ecdsa.PublicKey); return ok && e.Curve == elliptic.P256() }},
-		{"ecp384", func(k any) bool { e, ok := k.(*ecdsa.PublicKey); return ok && e.Curve == elliptic.P384() }},
-	}
-	for _, tt := range tests {
-		typ, err := ParseType(tt.in)
-		if err != nil {
-			t.Fatalf("ParseType(%q): %v", tt.in, err)
-		}
-		key, err := Generate(typ)
-		if err != nil {
-			t.Fatalf("Generate(%s): %v", typ, err)
-		}
-		if !tt.check(key.Public()) {
-			t.Errorf("Generate(%s) made %s", typ, Describe(key.Public()))
-		}
-	}
-	for _, bad := range []string{"", "rsa1024", "RSA 2048", "ecp521", "ed25519"} {
-		_, err := ParseType(bad)
-		if err == nil {
-			t.Errorf("ParseType(%q) accepted", bad)
-			continue
-		}
-		if !strings.Contains(err.Error(), "rsa2048, rsa3072, ecp256, ecp384") {
-			t.Errorf("ParseType(%q): %q does not list the choices", bad, err)
-		}
-	}
-	if _, err := Generate(Type("rsa1024")); err == nil {
-		t.Error("Generate(rsa1024) made a key")
-	}
-}
-
 func TestCheckPrincipalNamesThePrincipal(t *testing.T) {
 	weak, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p384, err := Generate(ECP384)
+	p384, err := keyspec.ECP384.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

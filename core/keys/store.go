@@ -14,23 +14,15 @@ import (
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/hsm"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/tpm"
-)
-
-// Usage says what a key created in a TPM or token may do. DESIGN.md keeps
-// signing and decryption keys apart.
-type Usage int
-
-// The usages of a key.
-const (
-	ForSigning    Usage = iota // TLS client and server keys
-	ForDecryption              // the SecretsManager key (RSA only)
 )
 
 // StoreOptions says where a Store finds hardware keys.
 type StoreOptions struct {
-	// TPMDevice is ggcore.tpm.device: a device node, unix:///path or
-	// tcp://HOST:PORT. "" means /dev/tpmrm0.
+	// TPMDevice is ggcore.tpm.device, in keyspec.ParseTPMDevice's syntax:
+	// a device node, unix:///path or tcp://HOST:PORT. "" means
+	// keyspec.DefaultTPMDevice.
 	TPMDevice string
 	// PKCS11 is config.json's crypto.PKCS11: the module, token and PIN of
 	// pkcs11: references that do not name their own. Nil if absent.
@@ -163,7 +155,7 @@ func isTSS2(data []byte) bool {
 
 func (s *Store) tpmDevice() string {
 	if s.opts.TPMDevice == "" {
-		return config.DefaultTPMDevice
+		return keyspec.DefaultTPMDevice
 	}
 	return s.opts.TPMDevice
 }
@@ -280,18 +272,18 @@ func ReadPINSource(src string) (string, error) {
 //	tpm2:handle=0x81…      a TPM key, made persistent at the handle (a used handle is refused)
 //	pkcs11:object=LABEL;…  a token key with that label (and id, if given; an existing label or id is refused)
 //
-// Plain file keys are not made here: Generate and MarshalPEM make them.
-// On failure nothing is left behind.
-func (s *Store) Create(ref string, kt Type, u Usage) (crypto.Signer, error) {
+// Plain file keys are not made here: keyspec.Type.Generate and
+// MarshalPEM make them. On failure nothing is left behind.
+func (s *Store) Create(ref string, kt keyspec.Type, u keyspec.Usage) (crypto.Signer, error) {
 	r, err := config.ParseKeyRef(ref)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if _, err := ParseType(string(kt)); err != nil {
+	if _, err := keyspec.ParseType(string(kt)); err != nil {
 		return nil, fmt.Errorf("keys: create %s: %w", r, err)
 	}
-	if u == ForDecryption && kt != RSA2048 && kt != RSA3072 {
-		return nil, fmt.Errorf("keys: create %s: a decryption key must be RSA (SecretsManager wraps with RSA PKCS#1 v1.5), not %s", r, kt)
+	if err := u.Check(kt); err != nil {
+		return nil, fmt.Errorf("keys: create %s: %w (SecretsManager wraps with RSA PKCS#1 v1.5)", r, err)
 	}
 	switch r.Scheme {
 	case config.SchemeFile:
@@ -301,7 +293,7 @@ func (s *Store) Create(ref string, kt Type, u Usage) (crypto.Signer, error) {
 		if err != nil {
 			return nil, err
 		}
-		blob, err := t.Create(tpm.KeyType(kt), tpmUsage(u))
+		blob, err := t.Create(kt, u)
 		if err != nil {
 			return nil, fmt.Errorf("keys: create %s: %w", r, err)
 		}
@@ -315,7 +307,7 @@ func (s *Store) Create(ref string, kt Type, u Usage) (crypto.Signer, error) {
 		if err != nil {
 			return nil, err
 		}
-		k, err := tok.Generate(label, id, hsm.KeyType(kt), hsmUsage(u))
+		k, err := tok.Generate(label, id, kt, u)
 		if err != nil {
 			return nil, fmt.Errorf("keys: create %s: %w", r, err)
 		}
@@ -325,7 +317,7 @@ func (s *Store) Create(ref string, kt Type, u Usage) (crypto.Signer, error) {
 }
 
 // createTPMFile makes a TPM key and writes its TSS2 PEM file at path.
-func (s *Store) createTPMFile(path string, kt Type, u Usage) (crypto.Signer, error) {
+func (s *Store) createTPMFile(path string, kt keyspec.Type, u keyspec.Usage) (crypto.Signer, error) {
 	if _, err := os.Lstat(path); err == nil {
 		return nil, fmt.Errorf("keys: create %s: the file exists; remove it first or choose another path", path)
 	}
@@ -333,7 +325,7 @@ func (s *Store) createTPMFile(path string, kt Type, u Usage) (crypto.Signer, err
 	if err != nil {
 		return nil, err
 	}
-	blob, err := t.Create(tpm.KeyType(kt), tpmUsage(u))
+	blob, err := t.Create(kt, u)
 	if err != nil {
 		return nil, fmt.Errorf("keys: create %s: %w", path, err)
 	}
@@ -371,20 +363,6 @@ func writeNew(path string, data []byte) error {
 	return nil
 }
 
-func tpmUsage(u Usage) tpm.Usage {
-	if u == ForDecryption {
-		return tpm.Decrypt
-	}
-	return tpm.Sign
-}
-
-func hsmUsage(u Usage) hsm.Usage {
-	if u == ForDecryption {
-		return hsm.Decrypt
-	}
-	return hsm.Sign
-}
-
 // hardwareKey is a TPM or token key as the rest of ggcore sees it. It is
 // a crypto.Signer, and a crypto.Decrypter only when it was made for
 // decryption (decryptionKey): crypto/tls treats every Decrypter as an RSA
@@ -394,7 +372,7 @@ type hardwareKey struct {
 		crypto.Signer
 		crypto.Decrypter
 	}
-	store string // "tpm" or "pkcs11"
+	store keyspec.Backend // keyspec.TPM or keyspec.PKCS11
 }
 
 func (h *hardwareKey) Public() crypto.PublicKey { return h.key.Public() }
@@ -411,16 +389,16 @@ func (d *decryptionKey) Decrypt(rand io.Reader, msg []byte, opts crypto.Decrypte
 }
 
 func tpmKey(k *tpm.Key) crypto.Signer {
-	h := hardwareKey{key: k, store: "tpm"}
-	if k.Usage() == tpm.Decrypt {
+	h := hardwareKey{key: k, store: keyspec.TPM}
+	if k.Usage() == keyspec.Decrypt {
 		return &decryptionKey{h}
 	}
 	return &h
 }
 
 func tokenKey(k *hsm.Key) crypto.Signer {
-	h := hardwareKey{key: k, store: "pkcs11"}
-	if k.Usage() == hsm.Decrypt {
+	h := hardwareKey{key: k, store: keyspec.PKCS11}
+	if k.Usage() == keyspec.Decrypt {
 		return &decryptionKey{h}
 	}
 	return &h
@@ -461,19 +439,19 @@ func CheckKey(principal string, key crypto.Signer) error {
 // IsHardware reports a key held by a TPM or token, whose private part
 // ggcore cannot read.
 func IsHardware(key crypto.Signer) bool {
-	return StoreOf(key) != "file"
+	return StoreOf(key) != keyspec.File
 }
 
-// StoreOf names where a key opened by a Store lives: "tpm", "pkcs11" or
-// "file".
-func StoreOf(key crypto.Signer) string {
+// StoreOf names where a key opened by a Store lives: keyspec.TPM,
+// keyspec.PKCS11 or keyspec.File.
+func StoreOf(key crypto.Signer) keyspec.Backend {
 	switch k := key.(type) {
 	case *hardwareKey:
 		return k.store
 	case *decryptionKey:
 		return k.store
 	}
-	return "file"
+	return keyspec.File
 }
 
 // Destroy deletes a token key (its private and public objects) that

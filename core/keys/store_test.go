@@ -14,6 +14,7 @@ import (
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/hsm"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tpm"
 )
@@ -61,14 +62,14 @@ func TestStoreTPM(t *testing.T) {
 	tests := []struct {
 		name      string
 		ref       string
-		kt        Type
-		usage     Usage
+		kt        keyspec.Type
+		usage     keyspec.Usage
 		principal string
 	}{
-		{"TSS2 file, EC P-256", "file://" + filepath.Join(dir, "iot.pem"), ECP256, ForSigning, "IoTCertificate"},
-		{"TSS2 file, RSA-2048 decryption", "file://" + filepath.Join(dir, "secrets.pem"), RSA2048, ForDecryption, "SecretsManager"},
-		{"persistent handle, RSA-2048", "tpm2:handle=0x81000020", RSA2048, ForSigning, "MQTTServerCertificate"},
-		{"persistent handle, EC P-384", "handle:0x81000021", ECP384, ForSigning, "MQTTServerCertificate"},
+		{"TSS2 file, EC P-256", "file://" + filepath.Join(dir, "iot.pem"), keyspec.ECP256, keyspec.Sign, "IoTCertificate"},
+		{"TSS2 file, RSA-2048 decryption", "file://" + filepath.Join(dir, "secrets.pem"), keyspec.RSA2048, keyspec.Decrypt, "SecretsManager"},
+		{"persistent handle, RSA-2048", "tpm2:handle=0x81000020", keyspec.RSA2048, keyspec.Sign, "MQTTServerCertificate"},
+		{"persistent handle, EC P-384", "handle:0x81000021", keyspec.ECP384, keyspec.Sign, "MQTTServerCertificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,14 +77,14 @@ func TestStoreTPM(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Create: %v", err)
 			}
-			if StoreOf(k) != "tpm" || !IsHardware(k) {
+			if StoreOf(k) != keyspec.TPM || !IsHardware(k) {
 				t.Errorf("StoreOf = %q, IsHardware = %v; want tpm, true", StoreOf(k), IsHardware(k))
 			}
 			if err := CheckKey(tt.principal, k); err != nil {
 				t.Errorf("CheckKey(%s): %v", tt.principal, err)
 			}
 			_, isDecrypter := k.(crypto.Decrypter)
-			if isDecrypter != (tt.usage == ForDecryption) {
+			if isDecrypter != (tt.usage == keyspec.Decrypt) {
 				t.Errorf("crypto.Decrypter = %v; want it only for decryption keys (crypto/tls takes every Decrypter for an RSA key-exchange key)", isDecrypter)
 			}
 			exercise(t, k)
@@ -100,15 +101,15 @@ func TestStoreTPM(t *testing.T) {
 
 	refusals := []struct {
 		name, ref string
-		kt        Type
-		usage     Usage
+		kt        keyspec.Type
+		usage     keyspec.Usage
 		want      string
 		is        error
 	}{
-		{"EC decryption key", "tpm2:handle=0x81000022", ECP256, ForDecryption, "must be RSA", nil},
-		{"handle in use", "tpm2:handle=0x81000020", ECP256, ForSigning, "0x81000020", tpm.ErrHandleInUse},
-		{"file exists", "file://" + filepath.Join(dir, "iot.pem"), ECP256, ForSigning, "exists", nil},
-		{"unknown type", "tpm2:handle=0x81000023", "rsa1024", ForSigning, "rsa1024", nil},
+		{"EC decryption key", "tpm2:handle=0x81000022", keyspec.ECP256, keyspec.Decrypt, "must be RSA", nil},
+		{"handle in use", "tpm2:handle=0x81000020", keyspec.ECP256, keyspec.Sign, "0x81000020", tpm.ErrHandleInUse},
+		{"file exists", "file://" + filepath.Join(dir, "iot.pem"), keyspec.ECP256, keyspec.Sign, "exists", nil},
+		{"unknown type", "tpm2:handle=0x81000023", "rsa1024", keyspec.Sign, "rsa1024", nil},
 	}
 	for _, tt := range refusals {
 		t.Run("refuses "+tt.name, func(t *testing.T) {
@@ -133,7 +134,7 @@ func TestStoreTPMUnreachable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tss2.pem")
 	s := NewStore(StoreOptions{TPMDevice: "unix:///nonexistent/tpm.sock"})
 	defer s.Close()
-	_, err := s.Create("file://"+path, ECP256, ForSigning)
+	_, err := s.Create("file://"+path, keyspec.ECP256, keyspec.Sign)
 	if !errors.Is(err, tpm.ErrUnreachable) || !strings.Contains(err.Error(), "unix:///nonexistent/tpm.sock") {
 		t.Errorf("Create with no TPM = %v; want ErrUnreachable naming the device", err)
 	}
@@ -145,7 +146,7 @@ func TestStoreTPMUnreachable(t *testing.T) {
 // TestStoreFileOnlyTouchesNoHardware: a Store that only opens file keys
 // never reaches for a TPM or a token.
 func TestStoreFileOnlyTouchesNoHardware(t *testing.T) {
-	key, _ := Generate(RSA2048)
+	key, _ := keyspec.RSA2048.Generate()
 	data, _ := MarshalPEM(key)
 	path := filepath.Join(t.TempDir(), "k.pem")
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -157,7 +158,7 @@ func TestStoreFileOnlyTouchesNoHardware(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if StoreOf(k) != "file" || IsHardware(k) {
+	if StoreOf(k) != keyspec.File || IsHardware(k) {
 		t.Errorf("StoreOf = %q; want file", StoreOf(k))
 	}
 	if sign, decrypt := KeyUsage(k); !sign || !decrypt {
@@ -179,13 +180,13 @@ func TestStoreToken(t *testing.T) {
 	tests := []struct {
 		name      string
 		ref       string
-		kt        Type
-		usage     Usage
+		kt        keyspec.Type
+		usage     keyspec.Usage
 		principal string
 	}{
-		{"PIN from crypto.PKCS11", "pkcs11:object=iot;type=private", ECP256, ForSigning, "IoTCertificate"},
-		{"PIN from pin-source", "pkcs11:object=server;type=private?pin-source=file://" + pinFile, RSA2048, ForSigning, "MQTTServerCertificate"},
-		{"token and module in the URI", "pkcs11:object=secrets;token=keys-test;type=private?module-path=" + tok.Module, RSA2048, ForDecryption, "SecretsManager"},
+		{"PIN from crypto.PKCS11", "pkcs11:object=iot;type=private", keyspec.ECP256, keyspec.Sign, "IoTCertificate"},
+		{"PIN from pin-source", "pkcs11:object=server;type=private?pin-source=file://" + pinFile, keyspec.RSA2048, keyspec.Sign, "MQTTServerCertificate"},
+		{"token and module in the URI", "pkcs11:object=secrets;token=keys-test;type=private?module-path=" + tok.Module, keyspec.RSA2048, keyspec.Decrypt, "SecretsManager"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +194,7 @@ func TestStoreToken(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Create: %v", err)
 			}
-			if StoreOf(k) != "pkcs11" {
+			if StoreOf(k) != keyspec.PKCS11 {
 				t.Errorf("StoreOf = %q; want pkcs11", StoreOf(k))
 			}
 			if err := CheckKey(tt.principal, k); err != nil {
@@ -207,7 +208,7 @@ func TestStoreToken(t *testing.T) {
 			exercise(t, opened)
 		})
 	}
-	if _, err := s.Create("pkcs11:object=iot;type=private", ECP256, ForSigning); !errors.Is(err, hsm.ErrObjectExists) {
+	if _, err := s.Create("pkcs11:object=iot;type=private", keyspec.ECP256, keyspec.Sign); !errors.Is(err, hsm.ErrObjectExists) {
 		t.Errorf("Create over an existing label = %v; want ErrObjectExists", err)
 	}
 	if err := s.Destroy("pkcs11:object=iot;type=private"); err != nil {

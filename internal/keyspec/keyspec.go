@@ -100,6 +100,20 @@ func (u Usage) String() string {
 	return fmt.Sprintf("Usage(%d)", int(u))
 }
 
+// Usages lists every Usage, in the order usage messages show them.
+var Usages = []Usage{Sign, Decrypt}
+
+// ParseUsage maps a flag word ("sign" or "decrypt", as String spells
+// them) to a Usage.
+func ParseUsage(s string) (Usage, error) {
+	for _, u := range Usages {
+		if u.String() == s {
+			return u, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown key usage %q: want sign or decrypt", s)
+}
+
 // Check reports whether a key of type t may have usage u: decryption
 // keys must be RSA.
 func (u Usage) Check(t Type) error {

@@ -50,16 +50,17 @@ func ParseTPMDevice(s string) (TPMDevice, error) {
 	case s == "":
 		return TPMDevice{Network: TPMNetworkDevice, Address: DefaultTPMDevice}, nil
 	case strings.HasPrefix(s, "/"):
-		if strings.IndexByte(s, 0) >= 0 || strings.HasSuffix(s, "/") {
+		p, ok := filePath(s)
+		if !ok {
 			return TPMDevice{}, fmt.Errorf("%q is not a device path: want %s", s, tpmDeviceForms)
 		}
-		return TPMDevice{Network: TPMNetworkDevice, Address: filepath.Clean(s)}, nil
+		return TPMDevice{Network: TPMNetworkDevice, Address: p}, nil
 	case strings.HasPrefix(s, "unix://"):
-		p := strings.TrimPrefix(s, "unix://")
-		if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.IndexByte(p, 0) >= 0 {
+		p, ok := filePath(strings.TrimPrefix(s, "unix://"))
+		if !ok {
 			return TPMDevice{}, fmt.Errorf("%q: want unix:///absolute/path/to/socket (three slashes)", s)
 		}
-		return TPMDevice{Network: TPMNetworkUnix, Address: filepath.Clean(p)}, nil
+		return TPMDevice{Network: TPMNetworkUnix, Address: p}, nil
 	case strings.HasPrefix(s, "tcp://"):
 		hp := strings.TrimPrefix(s, "tcp://")
 		host, port, err := net.SplitHostPort(hp)
@@ -69,12 +70,23 @@ func ParseTPMDevice(s string) (TPMDevice, error) {
 		if err := checkHost(host); err != nil {
 			return TPMDevice{}, fmt.Errorf("%q: %v", s, err)
 		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strings.Trim(port, "0123456789") != "" {
 			return TPMDevice{}, fmt.Errorf("%q: port %q is not a port (1-65535)", s, port)
 		}
 		return TPMDevice{Network: TPMNetworkTCP, Address: hp}, nil
 	}
 	return TPMDevice{}, fmt.Errorf("%q is not a TPM device: want %s", s, tpmDeviceForms)
+}
+
+// filePath cleans the absolute path of a device node or socket. It
+// refuses relative paths, paths ending in "/" or naming the root
+// directory, and NUL bytes.
+func filePath(p string) (string, bool) {
+	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.IndexByte(p, 0) >= 0 {
+		return "", false
+	}
+	p = filepath.Clean(p)
+	return p, p != "/"
 }
 
 // checkHost accepts an IP address or a DNS host name.

@@ -23,6 +23,7 @@ import (
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // Validity periods. CAs outlive every certificate they sign; identity
@@ -41,17 +42,21 @@ func validServerName(n string) bool { return net.ParseIP(n) != nil || dnsName.Ma
 // thingName is v1's pattern for thing names.
 var thingName = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
 
+// deprecatedTPMStore is the old --key-store word for keyspec.TPM: the
+// openssl tpm2 provider's URI scheme, which tpm2:handle= references keep.
+const deprecatedTPMStore = "tpm2"
+
 type initOptions struct {
 	dir      string
 	core     string
 	devices  []string
-	keyStore string
-	store    storeFlags // where tpm2 and pkcs11 keys are made
-	keyType  keys.Type
+	keyStore keyspec.Backend
+	store    storeFlags // where tpm and pkcs11 keys are made
+	keyType  keyspec.Type
 	// serverKeyType is the MQTT server key's type: RSA-2048 as in v1,
-	// but EC P-256 in a TPM (see DESIGN.md: real TPMs pad RSA-PSS with
+	// but EC P-256 in a TPM (see docs/design.md: real TPMs pad RSA-PSS with
 	// the maximum salt, which TLS 1.3 refuses).
-	serverKeyType keys.Type
+	serverKeyType keyspec.Type
 	port          int
 	bind          string
 	names         []string // extra MQTT server certificate names (DNS or IP)
@@ -64,13 +69,13 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	fs.SetOutput(stderr)
 	var o initOptions
 	var devices stringList
-	var keyType, serverKeyType string
+	var keyStore, keyType, serverKeyType string
 	fs.StringVar(&o.dir, "dir", "", "bundle directory to create (must not exist, or be empty)")
 	fs.StringVar(&o.core, "core", "", "the core's thing name")
 	fs.Var(&devices, "device", "a device's thing name (repeat for more devices)")
-	fs.StringVar(&o.keyStore, "key-store", "file", "where the core's keys live: file, tpm2 or pkcs11")
-	fs.StringVar(&keyType, "key-type", string(keys.ECP256), "core and device key type: rsa2048, rsa3072, ecp256 or ecp384")
-	fs.StringVar(&serverKeyType, "server-key-type", "", "MQTT server key type (default rsa2048; ecp256 with --key-store tpm2)")
+	fs.StringVar(&keyStore, "key-store", string(keyspec.File), "where the core's keys live: file, tpm or pkcs11")
+	fs.StringVar(&keyType, "key-type", string(keyspec.ECP256), "core and device key type: rsa2048, rsa3072, ecp256 or ecp384")
+	fs.StringVar(&serverKeyType, "server-key-type", "", "MQTT server key type (default rsa2048; ecp256 with --key-store tpm)")
 	o.store.register(fs)
 	fs.IntVar(&o.port, "mqtt-port", config.DefaultGGMqttPort, "local MQTT port (ggMqttPort)")
 	fs.StringVar(&o.bind, "bind", "127.0.0.1", "address the local MQTT server binds (ggcore.localMqttBind); 0.0.0.0 serves the LAN")
@@ -111,29 +116,32 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 		}
 		seen[d] = true
 	}
-	t, err := keys.ParseType(keyType)
+	t, err := keyspec.ParseType(keyType)
 	if err != nil {
 		problems = append(problems, fmt.Errorf("--key-type: %v", err))
 	}
 	o.keyType = t
-	switch o.keyStore {
-	case "file":
-	case "tpm2", "pkcs11":
-		problems = append(problems, o.store.check(o.keyStore)...)
-	default:
-		problems = append(problems, fmt.Errorf("--key-store %q: want file, tpm2 or pkcs11", o.keyStore))
+	if keyStore == deprecatedTPMStore {
+		// Bundles and scripts made before the backend was named "tpm"
+		// everywhere still pass the URI scheme's word.
+		fmt.Fprintf(stderr, "ggprov: warning: --key-store %s is now spelled %s\n", deprecatedTPMStore, keyspec.TPM)
+		keyStore = string(keyspec.TPM)
 	}
+	if o.keyStore, err = keyspec.ParseBackend(keyStore); err != nil {
+		problems = append(problems, fmt.Errorf("--key-store: %v", err))
+	}
+	problems = append(problems, o.store.check(o.keyStore)...)
 	switch {
 	case serverKeyType != "":
-		st, err := keys.ParseType(serverKeyType)
+		st, err := keyspec.ParseType(serverKeyType)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("--server-key-type: %v", err))
 		}
 		o.serverKeyType = st
-	case o.keyStore == "tpm2":
-		o.serverKeyType = keys.ECP256
+	case o.keyStore == keyspec.TPM:
+		o.serverKeyType = keyspec.ECP256
 	default:
-		o.serverKeyType = keys.RSA2048
+		o.serverKeyType = keyspec.RSA2048
 	}
 	if o.port < 1 || o.port > 65535 {
 		problems = append(problems, fmt.Errorf("--mqtt-port %d: want 1-65535", o.port))
@@ -181,7 +189,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(tmp)
 	b := &bundle{final: dir, tmp: tmp, opts: o, progress: stderr}
-	if o.keyStore != "file" {
+	if o.keyStore != keyspec.File {
 		b.keys = keys.NewStore(o.store.storeOptions())
 		defer b.keys.Close()
 	}
@@ -260,7 +268,7 @@ func (b *bundle) build() error {
 	}
 
 	b.step("creating the core's identity %q (%s key%s)", o.core, o.keyType, b.where())
-	coreKey, coreRef, err := b.coreKey("iot", "certs/core.key.pem", o.keyType, keys.ForSigning)
+	coreKey, coreRef, err := b.coreKey("iot", "certs/core.key.pem", o.keyType, keyspec.Sign)
 	if err != nil {
 		return err
 	}
@@ -273,7 +281,7 @@ func (b *bundle) build() error {
 	if !isRSA || b.keys != nil {
 		// A TPM or token key either signs or decrypts, never both.
 		b.step("creating the SecretsManager key (RSA-2048, for decryption%s)", b.where())
-		_, secretsRef, err = b.coreKey("secrets", "certs/secrets.key.pem", keys.RSA2048, keys.ForDecryption)
+		_, secretsRef, err = b.coreKey("secrets", "certs/secrets.key.pem", keyspec.RSA2048, keyspec.Decrypt)
 		if err != nil {
 			return err
 		}
@@ -319,12 +327,12 @@ func (b *bundle) build() error {
 			},
 		},
 		WriteDirectory: b.path("write"),
-		GGCore:         config.GGCore{TLSProfile: "strict", LocalMQTTBind: o.bind, TPM: config.TPM{Device: config.DefaultTPMDevice}},
+		GGCore:         config.GGCore{TLSProfile: "strict", LocalMQTTBind: o.bind, TPM: config.TPM{Device: keyspec.DefaultTPMDevice}},
 	}
 	switch o.keyStore {
-	case "tpm2":
+	case keyspec.TPM:
 		cfg.GGCore.TPM.Device = o.store.tpmDevice
-	case "pkcs11":
+	case keyspec.PKCS11:
 		cfg.Crypto.PKCS11 = &config.PKCS11{P11Provider: o.store.pkcs11Module, SlotLabel: o.store.pkcs11Token}
 	}
 	coreThing := b.thing(o.core, coreID)
@@ -368,7 +376,7 @@ func (b *bundle) writeCA(prefix string, ca *pki.CA) error {
 // writes PREFIX.key.pem and PREFIX.cert.pem, and returns the certificate
 // ID.
 func (b *bundle) identity(ca *pki.CA, prefix, name string) (string, crypto.Signer, error) {
-	key, err := keys.Generate(b.opts.keyType)
+	key, err := b.opts.keyType.Generate()
 	if err != nil {
 		return "", nil, err
 	}
@@ -397,9 +405,9 @@ func (b *bundle) certify(ca *pki.CA, key crypto.Signer, prefix, name string) (st
 // where says where the core's keys are made, for progress lines.
 func (b *bundle) where() string {
 	switch b.opts.keyStore {
-	case "tpm2":
+	case keyspec.TPM:
 		return ", in the TPM " + b.opts.store.tpmDevice
-	case "pkcs11":
+	case keyspec.PKCS11:
 		return fmt.Sprintf(", in the token %q", b.opts.store.pkcs11Token)
 	}
 	return ""
@@ -408,12 +416,12 @@ func (b *bundle) where() string {
 // coreKey makes one of the core's keys where --key-store says: a PEM file
 // at rel, a TPM key whose TSS2 file is at rel, or a token key labelled
 // CORE-role. It returns the key and the reference config.json names it by.
-func (b *bundle) coreKey(role, rel string, kt keys.Type, u keys.Usage) (crypto.Signer, string, error) {
+func (b *bundle) coreKey(role, rel string, kt keyspec.Type, u keyspec.Usage) (crypto.Signer, string, error) {
 	switch b.opts.keyStore {
-	case "tpm2":
+	case keyspec.TPM:
 		key, err := b.keys.Create(fileURI(filepath.Join(b.tmp, rel)), kt, u)
 		return key, fileURI(b.path(rel)), err
-	case "pkcs11":
+	case keyspec.PKCS11:
 		ref := b.opts.store.tokenKeyRef(b.opts.core + "-" + role)
 		key, err := b.keys.Create(ref, kt, u)
 		if err != nil {
@@ -422,7 +430,7 @@ func (b *bundle) coreKey(role, rel string, kt keys.Type, u keys.Usage) (crypto.S
 		b.created = append(b.created, ref)
 		return key, ref, nil
 	}
-	key, err := keys.Generate(kt)
+	key, err := kt.Generate()
 	if err != nil {
 		return nil, "", err
 	}
@@ -443,7 +451,7 @@ func (b *bundle) undo() {
 // certificate for it, returning the key's reference; the DCM takes over
 // its renewal once it exists (until then: ggprov server-cert).
 func (b *bundle) serverCertificate(groupCA *pki.CA) (string, error) {
-	key, ref, err := b.coreKey("mqtt-server", "write/dcm/mqtt-server.key.pem", b.opts.serverKeyType, keys.ForSigning)
+	key, ref, err := b.coreKey("mqtt-server", "write/dcm/mqtt-server.key.pem", b.opts.serverKeyType, keyspec.Sign)
 	if err != nil {
 		return "", err
 	}
@@ -504,7 +512,7 @@ func (b *bundle) summary(w io.Writer) {
 	fmt.Fprintf(w, "config:  %s\n", b.path("config.json"))
 	fmt.Fprintf(w, "group:   %s\n", b.path("write/deployment/group/group.json"))
 	fmt.Fprintf(w, "core:    %s (%s)\n", b.opts.core, b.path("certs/core.cert.pem"))
-	if b.opts.keyStore != "file" {
+	if b.opts.keyStore != keyspec.File {
 		fmt.Fprintf(w, "keys:    the core's keys are in %s\n", strings.TrimPrefix(b.where(), ", in "))
 	}
 	for _, d := range b.opts.devices {

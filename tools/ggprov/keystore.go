@@ -15,6 +15,7 @@ import (
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // storeFlags are the flags that name a TPM or a PKCS#11 token, shared by
@@ -27,22 +28,23 @@ type storeFlags struct {
 }
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.tpmDevice, "tpm-device", config.DefaultTPMDevice,
+	fs.StringVar(&f.tpmDevice, "tpm-device", keyspec.DefaultTPMDevice,
 		"the TPM: a device node, unix:///path or tcp://HOST:PORT (swtpm), as ggcore.tpm.device")
 	fs.StringVar(&f.pkcs11Module, "pkcs11-module", "", "absolute path of the PKCS#11 module (.so)")
 	fs.StringVar(&f.pkcs11Token, "pkcs11-token", "", "label of the PKCS#11 token")
 	fs.StringVar(&f.pinSource, "pkcs11-pin-source", "", "file:///path of a file holding the token's user PIN")
 }
 
-// check validates the flags a key store needs ("tpm2" or "pkcs11").
-func (f *storeFlags) check(store string) []error {
+// check validates the flags a key backend needs (keyspec.TPM or
+// keyspec.PKCS11; keyspec.File needs none).
+func (f *storeFlags) check(backend keyspec.Backend) []error {
 	var problems []error
-	switch store {
-	case "tpm2":
-		if _, _, err := config.ParseTPMDevice(f.tpmDevice); err != nil {
+	switch backend {
+	case keyspec.TPM:
+		if _, err := keyspec.ParseTPMDevice(f.tpmDevice); err != nil {
 			problems = append(problems, fmt.Errorf("--tpm-device: %v", err))
 		}
-	case "pkcs11":
+	case keyspec.PKCS11:
 		if !filepath.IsAbs(f.pkcs11Module) {
 			problems = append(problems, fmt.Errorf("--pkcs11-module %q: want the absolute path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so", f.pkcs11Module))
 		}
@@ -118,22 +120,17 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		problems = append(problems, fmt.Errorf("--uri: %v", err))
 	}
-	kt, err := keys.ParseType(*typ)
+	kt, err := keyspec.ParseType(*typ)
 	if err != nil {
 		problems = append(problems, fmt.Errorf("--type: %v", err))
 	}
-	var usage keys.Usage
-	switch *use {
-	case "sign":
-		usage = keys.ForSigning
-	case "decrypt":
-		usage = keys.ForDecryption
-	default:
-		problems = append(problems, fmt.Errorf("--usage %q: want sign or decrypt", *use))
+	usage, err := keyspec.ParseUsage(*use)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("--usage: %v", err))
 	}
 	switch ref.Scheme {
 	case config.SchemeFile, config.SchemeTPM2:
-		problems = append(problems, sf.check("tpm2")...)
+		problems = append(problems, sf.check(keyspec.TPM)...)
 	case config.SchemePKCS11:
 		a := ref.PKCS11
 		if a["module-path"] == "" && sf.pkcs11Module == "" {
@@ -177,7 +174,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	if err := pem.Encode(stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}); err != nil {
 		return err
 	}
-	if usage == keys.ForDecryption {
+	if usage == keyspec.Decrypt {
 		fmt.Fprintln(stderr, "ggprov: a decryption key cannot sign, so no CSR; use its public key to wrap secrets")
 		return nil
 	}

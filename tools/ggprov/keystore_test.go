@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/hsm"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 )
 
@@ -166,6 +169,63 @@ func TestKeysCreateInToken(t *testing.T) {
 	}
 }
 
+// TestInitInTPM: --key-store tpm puts the core's three keys in the TPM
+// as TSS2 files and config.json names the TPM. The old word "tpm2" still
+// works, with one warning line.
+func TestInitInTPM(t *testing.T) {
+	sw := testtool.StartSWTPM(t, "unix")
+	const warning = "--key-store tpm2 is now spelled tpm"
+	for _, word := range []string{"tpm", "tpm2"} {
+		t.Run(word, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "bundle")
+			code, _, stderr := ggprov("init", "--dir", dir, "--core", "core", "--device", "dev1",
+				"--key-store", word, "--tpm-device", sw.Device)
+			if code != 0 {
+				t.Fatalf("ggprov init --key-store %s: exit %d: %s", word, code, stderr)
+			}
+			warned := 0
+			for _, line := range strings.Split(stderr, "\n") {
+				if strings.Contains(line, warning) {
+					warned++
+				}
+			}
+			if want := map[string]int{"tpm": 0, "tpm2": 1}[word]; warned != want {
+				t.Errorf("stderr has %d lines %q, want %d:\n%s", warned, warning, want, stderr)
+			}
+			cfg, err := config.LoadConfig(filepath.Join(dir, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.GGCore.TPM.Device != sw.Device || cfg.Crypto.PKCS11 != nil {
+				t.Errorf("ggcore.tpm.device = %q, crypto.PKCS11 = %v; want %q and none", cfg.GGCore.TPM.Device, cfg.Crypto.PKCS11, sw.Device)
+			}
+			s := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device})
+			defer s.Close()
+			p := cfg.Crypto.Principals
+			for _, k := range []struct{ principal, ref string }{
+				{"IoTCertificate", p.IoTCertificate.PrivateKey},
+				{"MQTTServerCertificate", p.MQTTServerCertificate.PrivateKey},
+				{"SecretsManager", p.SecretsManager.PrivateKey},
+			} {
+				key, err := s.Open(k.ref)
+				if err == nil {
+					err = keys.CheckKey(k.principal, key)
+				}
+				if err != nil {
+					t.Errorf("%s: %v", k.principal, err)
+					continue
+				}
+				if got := keys.StoreOf(key); got != keyspec.TPM {
+					t.Errorf("%s: %s is a %s key, want tpm", k.principal, k.ref, got)
+				}
+				if ec, ok := key.Public().(*ecdsa.PublicKey); k.principal == "MQTTServerCertificate" && (!ok || ec.Curve != elliptic.P256()) {
+					t.Errorf("MQTT server key in the TPM is %s, want EC P-256 (the TPM default)", keys.Describe(key.Public()))
+				}
+			}
+		})
+	}
+}
+
 // TestInitInToken: init puts the core's three keys in the token and
 // config.json names them; when init fails half-way (a label already
 // taken), the keys it made are destroyed and no bundle is written.
@@ -213,7 +273,7 @@ func TestInitInToken(t *testing.T) {
 	ref := func(label string) string {
 		return "pkcs11:object=" + label + ";type=private?pin-source=file://" + pin
 	}
-	if _, err := s.Create(ref("second-secrets"), keys.RSA2048, keys.ForDecryption); err != nil {
+	if _, err := s.Create(ref("second-secrets"), keyspec.RSA2048, keyspec.Decrypt); err != nil {
 		t.Fatal(err)
 	}
 	parent := t.TempDir()
