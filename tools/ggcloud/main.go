@@ -1,44 +1,31 @@
 // Command ggcloud is the self-hostable control plane of a ggcore fleet
-// (DESIGN.md "Control plane — ggcloud").
-//
-//	ggcloud [--data DIR] serve --listen 127.0.0.1:8443 --cert FILE --key FILE [--mqtt-listen 127.0.0.1:8883] [options]
-//	ggcloud [--data DIR] thing create NAME | thing list
-//	ggcloud [--data DIR] cert register --thing NAME --pem FILE
-//	ggcloud [--data DIR] policy create NAME --document FILE | policy attach NAME --cert ID
-//	ggcloud [--data DIR] group create|add-device|add-subscription|deploy|show|list ...
-//	ggcloud [--data DIR] connectivity set THING HOST:PORT... | connectivity get THING
-//	ggcloud [--data DIR] deployment status GROUP DEPLOYMENT | deployment list GROUP
+// (docs/design.md "ggcloud").
 //
 // serve answers the control-plane API over HTTPS with mutual TLS and the
 // admin API on the unix socket DIR/admin.sock; with --mqtt-listen it also
-// runs the MQTT broker that stands in for AWS IoT Core. Every other command is an
-// admin call: through the socket when a ggcloud serves DIR, else on the
-// store directly. DIR defaults to $GGCLOUD_DATA, else ./ggcloud-data.
+// runs the MQTT broker that stands in for AWS IoT Core. The other commands
+// are admin calls, through the socket when a ggcloud serves DIR, else on
+// the store directly: thing and cert register things and their
+// certificates, policy stores and attaches AWS IoT policies, group builds
+// and deploys groups, connectivity sets what discovery reports of a core,
+// and deployment reports deployments. DIR (--data) defaults to
+// $GGCLOUD_DATA, else ./ggcloud-data.
+//
+// `ggcloud -h` lists every command, `ggcloud help COMMAND` (or
+// `ggcloud COMMAND -h`) shows one; both come from the command table in
+// this file, which also drives the dispatch.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
+
+	"github.com/ggcore/ggcore/internal/cli"
 )
-
-// usageError is a command-line mistake (exit status 2). Its text is the
-// mistake alone, so messages read "ggcloud: thing create: NAME is required".
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-// usagef returns a usageError; format and args are as for fmt.Errorf.
-func usagef(format string, args ...any) error {
-	return &usageError{err: fmt.Errorf(format, args...)}
-}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -47,124 +34,77 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: ggcloud [--data DIR] COMMAND ...
+// run runs ggcloud with args and returns its exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return program(&globals{}).Run(ctx, args, stdout, stderr)
+}
 
-  serve --listen ADDR --cert FILE --key FILE [--mqtt-listen ADDR] [--region R] [--account A] [--test-min-validity D]
-  thing create NAME
-  thing list
-  cert register --thing NAME --pem FILE
-  policy create NAME --document FILE
-  policy attach NAME --cert ID
-  group create ID --core THING [--core-cert ID] --ca-cert FILE --ca-key FILE [--certificate-expiry-ms N]
-  group add-device ID THING [--cert ID]
-  group remove-device ID THING
-  group add-subscription ID --id SID --source S --subject FILTER --target T
-  group remove-subscription ID SID
-  group deploy ID
-  group show ID
-  group list
-  connectivity set THING HOST:PORT [HOST:PORT ...]
-  connectivity get THING
-  deployment status GROUP DEPLOYMENT
-  deployment list GROUP
+// program is ggcloud's command table; commands get g.
+func program(g *globals) *cli.Program {
+	c := g.command
+	return &cli.Program{
+		Name:    "ggcloud",
+		Globals: "[--data DIR]",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&g.data, "data", defaultData(), "ggcloud's data directory, $GGCLOUD_DATA when set")
+		},
+		Footer: `DIR is ggcloud's data directory: $GGCLOUD_DATA, else ./ggcloud-data.
+Every command but serve is an admin call: through DIR/admin.sock when a
+ggcloud serves DIR, else on the store directly.`,
+		Commands: []cli.Command{
+			{Name: "serve", Args: "--listen ADDR --cert FILE --key FILE [--mqtt-listen ADDR] [--region R] [--account A] [--test-min-validity D]",
+				Summary: "serve the HTTPS control-plane API, the admin API on DIR/admin.sock and, with --mqtt-listen, the MQTT broker standing in for AWS IoT Core",
+				Run:     c(runServe)},
+			{Name: "thing", Subcommands: []cli.Command{
+				{Name: "create", Args: "NAME", Summary: "create a thing (or say that it exists)", Run: c(runThingCreate)},
+				{Name: "list", Summary: "list the things and their ARNs", Run: c(runThingList)},
+			}},
+			{Name: "cert", Subcommands: []cli.Command{
+				{Name: "register", Args: "--thing NAME --pem FILE", Summary: "register a thing's certificate and print its ID", Run: c(runCertRegister)},
+			}},
+			{Name: "policy", Subcommands: []cli.Command{
+				{Name: "create", Args: "NAME --document FILE", Summary: "store an AWS IoT policy (JSON)", Run: c(runPolicyCreate)},
+				{Name: "attach", Args: "NAME --cert ID", Summary: "attach a policy to a certificate", Run: c(runPolicyAttach)},
+			}},
+			{Name: "group", Subcommands: []cli.Command{
+				{Name: "create", Args: "ID --core THING [--core-cert ID] --ca-cert FILE --ca-key FILE [--certificate-expiry-ms N]",
+					Summary: "create a group with its core and group CA", Run: c(runGroupCreate)},
+				{Name: "add-device", Args: "ID THING [--cert ID]", Summary: "add a device to a group", Run: c(runGroupAddDevice)},
+				{Name: "remove-device", Args: "ID THING", Summary: "remove a device from a group (deploy the group to apply it)", Run: c(runGroupRemoveDevice)},
+				{Name: "add-subscription", Args: "ID --id SID --source S --subject FILTER --target T",
+					Summary: "add a subscription to a group", Run: c(runGroupAddSubscription)},
+				{Name: "remove-subscription", Args: "ID SID", Summary: "remove a subscription from a group (deploy the group to apply it)", Run: c(runGroupRemoveSubscription)},
+				{Name: "deploy", Args: "ID", Summary: "deploy a group and print the deployment ID", Run: c(runGroupDeploy)},
+				{Name: "show", Args: "ID", Summary: "print a group as JSON", Run: c(runGroupShow)},
+				{Name: "list", Summary: "list the groups", Run: c(runGroupList)},
+			}},
+			{Name: "connectivity", Subcommands: []cli.Command{
+				{Name: "set", Args: "THING HOST:PORT [HOST:PORT ...]", Summary: "set the endpoints discovery reports for a core", Run: c(runConnectivitySet)},
+				{Name: "get", Args: "THING", Summary: "print the endpoints of a core", Run: c(runConnectivityGet)},
+			}},
+			{Name: "deployment", Subcommands: []cli.Command{
+				{Name: "status", Args: "GROUP DEPLOYMENT", Summary: "print each core's status of a deployment", Run: c(runDeploymentStatus)},
+				{Name: "list", Args: "GROUP", Summary: "list a group's deployments", Run: c(runDeploymentList)},
+			}},
+		},
+	}
+}
 
-DIR is ggcloud's data directory: $GGCLOUD_DATA, else ./ggcloud-data.
-Run 'ggcloud COMMAND [SUBCOMMAND] -h' for a command's options.
-`
+// globals are the options every command takes, and the running
+// command's flag set.
+type globals struct {
+	data string
+	fs   *flag.FlagSet
+}
 
 // command runs one (sub)command with its arguments after the names.
 type command func(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error
 
-// lookup returns the command named "name" or "name sub", or nil.
-func lookup(name string) command {
-	switch name {
-	case "serve":
-		return runServe
-	case "thing create":
-		return runThingCreate
-	case "thing list":
-		return runThingList
-	case "cert register":
-		return runCertRegister
-	case "policy create":
-		return runPolicyCreate
-	case "policy attach":
-		return runPolicyAttach
-	case "group create":
-		return runGroupCreate
-	case "group add-device":
-		return runGroupAddDevice
-	case "group add-subscription":
-		return runGroupAddSubscription
-	case "group remove-device":
-		return runGroupRemoveDevice
-	case "group remove-subscription":
-		return runGroupRemoveSubscription
-	case "group deploy":
-		return runGroupDeploy
-	case "group show":
-		return runGroupShow
-	case "group list":
-		return runGroupList
-	case "connectivity set":
-		return runConnectivitySet
-	case "connectivity get":
-		return runConnectivityGet
-	case "deployment status":
-		return runDeploymentStatus
-	case "deployment list":
-		return runDeploymentList
-	}
-	return nil
-}
-
-// globals are the options every command takes.
-type globals struct {
-	data string
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{data: defaultData()}
-	fs := flag.NewFlagSet("ggcloud", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&g.data, "data", g.data, "data directory")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "ggcloud: %v\n%s", err, usage)
-		return 2
-	}
-	args = fs.Args()
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	if args[0] == "help" {
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	name, cmd := args[0], lookup(args[0])
-	rest := args[1:]
-	if cmd == nil && len(args) > 1 {
-		name, cmd, rest = args[0]+" "+args[1], lookup(args[0]+" "+args[1]), args[2:]
-	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "ggcloud: unknown command %q\n%s", strings.Join(args[:min(2, len(args))], " "), usage)
-		return 2
-	}
-	err := cmd(ctx, g, rest, stdout, stderr)
-	var usageErr *usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &usageErr):
-		printError(stderr, fmt.Errorf("%s: %w", name, err))
-		return 2
-	default:
-		printError(stderr, fmt.Errorf("%s: %w", name, err))
-		return 1
+// command adapts a command to the table.
+func (g *globals) command(run command) func(context.Context, *cli.Invocation) error {
+	return func(ctx context.Context, inv *cli.Invocation) error {
+		g.fs = inv.Flags
+		return run(ctx, g, inv.Args, inv.Stdout, inv.Stderr)
 	}
 }
 
@@ -176,48 +116,22 @@ func defaultData() string {
 	return "ggcloud-data"
 }
 
-// printError writes err with every line prefixed "ggcloud: ".
-func printError(w io.Writer, err error) {
-	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintf(w, "ggcloud: %s\n", line)
-	}
-}
-
-// flags returns a command's flag set, which also takes --data.
-func flags(name string, g *globals, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("ggcloud "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&g.data, "data", g.data, "data directory (default $GGCLOUD_DATA, else ./ggcloud-data)")
-	return fs
-}
+// flags returns the running command's flag set, which holds --data; the
+// table names the command and prints its usage, so name and stderr are
+// not needed.
+func flags(_ string, g *globals, _ io.Writer) *flag.FlagSet { return g.fs }
 
 // parse parses flags and positional arguments in any order and checks
 // the number of positional arguments: exactly want, or at least want
 // when more is true.
 func parse(fs *flag.FlagSet, args []string, want int, more bool, names string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &usageError{err: err}
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
+	most := want
+	if more {
+		most = -1
 	}
-	if len(pos) < want || !more && len(pos) > want {
-		if names == "" {
-			return nil, usagef("unexpected argument %q", pos[0])
-		}
-		return nil, usagef("want %s, got %d argument(s)", names, len(pos))
-	}
-	return pos, nil
+	return cli.Parse(fs, args, names, want, most)
 }
+
+// usagef returns a usage mistake (exit status 2); format and args are as
+// for fmt.Errorf.
+func usagef(format string, args ...any) error { return cli.Usagef(format, args...) }

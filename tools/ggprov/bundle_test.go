@@ -124,7 +124,7 @@ func TestInitConfigAndGroupFormat(t *testing.T) {
 	ct := cfg.CoreThing
 	if ct.ThingArn != "arn:aws:iot:us-east-1:000000000000:thing/core" || ct.IotHost != "" || ct.GGHost != "" ||
 		ct.IotMqttPort != 8883 || ct.GGHttpPort != 8443 || ct.GGMqttPort != 8883 || ct.KeepAlive != 600 {
-		t.Errorf("coreThing = %+v, want the DESIGN.md example, with no iotHost and ggHost until ggprov register", ct)
+		t.Errorf("coreThing = %+v, want the bundle of docs/design.md, with no iotHost and ggHost until ggprov register", ct)
 	}
 	p := cfg.Crypto.Principals
 	wantPaths := map[string]string{
@@ -482,10 +482,10 @@ func TestInitMoreRefusals(t *testing.T) {
 			"--pkcs11-module \"\": want the absolute path of the PKCS#11 module"},
 		{"pkcs11 without a PIN source", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--key-store", "pkcs11",
 			"--pkcs11-module", "/usr/lib/softhsm/libsofthsm2.so", "--pkcs11-token", "gg"}, "--pkcs11-pin-source"},
-		{"bad TPM device", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--key-store", "tpm2",
+		{"bad TPM device", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--key-store", "tpm",
 			"--tpm-device", "http://tpm"}, "--tpm-device"},
 		{"bad server key type", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--server-key-type", "dsa"}, "--server-key-type"},
-		{"unknown key store", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--key-store", "vault"}, "--key-store"},
+		{"unknown key store", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--key-store", "vault"}, "--key-store: unknown key store \"vault\": want one of file, tpm, pkcs11"},
 		{"bad bind", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--bind", "example.com"}, "--bind"},
 		{"bad account", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--account", "12"}, "--account"},
 		{"bad region", []string{"init", "--dir", "D", "--core", "core", "--device", "a", "--region", "mars"}, "--region"},

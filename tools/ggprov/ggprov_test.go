@@ -188,7 +188,7 @@ func TestInitRefusesBadInputAndWritesNothing(t *testing.T) {
 		{"device named like the core", []string{"--core", "core", "--device", "core"}, 2, "the core's name"},
 		{"bad name", []string{"--core", "core", "--device", "a/b"}, 2, `--device "a/b"`},
 		{"bad key type", []string{"--core", "core", "--device", "a", "--key-type", "rsa1024"}, 2, "unknown key type"},
-		{"TPM unreachable", []string{"--core", "core", "--device", "a", "--key-store", "tpm2", "--tpm-device", "unix:///nonexistent/tpm.sock"}, 1,
+		{"TPM unreachable", []string{"--core", "core", "--device", "a", "--key-store", "tpm", "--tpm-device", "unix:///nonexistent/tpm.sock"}, 1,
 			"unix:///nonexistent/tpm.sock"},
 		{"bad port", []string{"--core", "core", "--device", "a", "--mqtt-port", "70000"}, 2, "--mqtt-port 70000"},
 	}

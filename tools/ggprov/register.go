@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,11 +13,12 @@ import (
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/cli"
 	"github.com/ggcore/ggcore/tools/ggcloud/admin"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
-// corePolicy is the seed's "Minimal AWS IoT Policy for the AWS IoT
+// corePolicy is Greengrass v1's "Minimal AWS IoT Policy for the AWS IoT
 // Greengrass Core Device", with region, account-id, core-name and
 // group-id to fill in (fmt verbs, in that order of appearance).
 const corePolicy = `{"Version":"2012-10-17","Statement":[
@@ -48,7 +45,7 @@ func fillPolicy(tmpl, region, account, core, group string) []byte {
 }
 
 // runRegister puts a bundle into a ggcloud: the core and its devices as
-// things with their certificates, the seed's minimal policy on the core's
+// things with their certificates, v1's minimal core policy on the core's
 // certificate (policy <core>-policy), a discovery-only policy on the
 // devices' (<group>-devices), and the group with its group CA, devices
 // and subscriptions. It reaches ggcloud through its data directory (the
@@ -57,32 +54,25 @@ func fillPolicy(tmpl, region, account, core, group string) []byte {
 // and with --iot HOST:PORT its iotHost and iotMqttPort (the upstream
 // MQTT broker).
 // Running it again is harmless.
-func runRegister(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ggprov register", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runRegister(ctx context.Context, inv *cli.Invocation) error {
+	fs := inv.Flags
 	dir := fs.String("dir", "", "bundle directory written by ggprov init")
 	data := fs.String("ggcloud-data", "", "ggcloud's data directory (ggcloud --data)")
 	endpoint := fs.String("ggcloud", "", "HOST:PORT the core reaches ggcloud at; written into config.json (coreThing.ggHost, ggHttpPort)")
 	iot := fs.String("iot", "", "HOST:PORT of the upstream MQTT broker (ggcloud serve --mqtt-listen, or AWS IoT Core); written into config.json (coreThing.iotHost, iotMqttPort)")
 	expiry := fs.Int64("certificate-expiry-ms", 0, "MQTT server certificate validity in ms (default: the bundle group's CertificateExpiryInMilliseconds)")
 	deploy := fs.Bool("deploy", false, "also deploy the group (ggcloud group deploy)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("register: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("register: unexpected argument %q", fs.Arg(0))
+	if _, err := inv.Parse("", 0, 0); err != nil {
+		return err
 	}
 	if *dir == "" || *data == "" {
-		return usagef("register: --dir and --ggcloud-data are required")
+		return usagef("--dir and --ggcloud-data are required")
 	}
 	const maxExpiryMs = 30 * 24 * 3600 * 1000
 	if *expiry < 0 || *expiry > maxExpiryMs {
-		return usagef("register: --certificate-expiry-ms %d: want at most %d (30 days)", *expiry, maxExpiryMs)
+		return usagef("--certificate-expiry-ms %d: want at most %d (30 days)", *expiry, maxExpiryMs)
 	}
-	edits := map[string]any{} // coreThing fields to set in config.json
+	var edits []configEdit // coreThing fields to set in config.json
 	for _, e := range []struct {
 		flag, value, host, port, example string
 	}{
@@ -95,9 +85,9 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 		h, p, err := net.SplitHostPort(e.value)
 		n, perr := strconv.Atoi(p)
 		if err != nil || perr != nil || n < 1 || n > 65535 || !validServerName(h) {
-			return usagef("register: --%s %q: want HOST:PORT, such as %s", e.flag, e.value, e.example)
+			return usagef("--%s %q: want HOST:PORT, such as %s", e.flag, e.value, e.example)
 		}
-		edits[e.host], edits[e.port] = h, n
+		edits = append(edits, configEdit{[]string{"coreThing", e.host}, h}, configEdit{[]string{"coreThing", e.port}, n})
 	}
 	configPath := filepath.Join(*dir, "config.json")
 	cfg, err := config.LoadConfig(configPath)
@@ -110,44 +100,44 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 	}
 	region, account, err := regionAccount(cfg.CoreThing.ThingArn)
 	if err != nil {
-		return fmt.Errorf("register: coreThing.thingArn: %w", err)
+		return fmt.Errorf("coreThing.thingArn: %w", err)
 	}
 	if *expiry == 0 {
 		*expiry = g.CertificateExpiryInMilliseconds
 	}
 	if *expiry < 7*24*3600*1000 {
 		if *deploy {
-			return usagef("register: --certificate-expiry-ms %d is below v1's 7 days: such a group can be registered for tests but not deployed", *expiry)
+			return usagef("--certificate-expiry-ms %d is below v1's 7 days: such a group can be registered for tests but not deployed", *expiry)
 		}
-		fmt.Fprintf(stderr, "ggprov: register: server certificates valid %d ms, below v1's 7 days: ggcloud signs them only when started with --test-min-validity\n", *expiry)
+		fmt.Fprintf(inv.Stderr, "ggprov: register: server certificates valid %d ms, below v1's 7 days: ggcloud signs them only when started with --test-min-validity\n", *expiry)
 	}
 	groupCA, err := os.ReadFile(filepath.Join(*dir, "certs", "group-ca.pem"))
 	if err != nil {
-		return fmt.Errorf("register: group CA: %w", err)
+		return fmt.Errorf("group CA: %w", err)
 	}
 	groupCAKey, err := os.ReadFile(filepath.Join(*dir, "certs", "group-ca.key"))
 	if err != nil {
-		return fmt.Errorf("register: group CA key: %w", err)
+		return fmt.Errorf("group CA key: %w", err)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cloud, err := admin.Open(*data)
 	if err != nil {
-		return fmt.Errorf("register: %w", err)
+		return err
 	}
 	defer cloud.Close()
 	if _, err := cloud.UseIdentity(ctx, region, account); err != nil {
-		return fmt.Errorf("register: the bundle's ARNs (region %s, account %s): %w", region, account, err)
+		return fmt.Errorf("the bundle's ARNs (region %s, account %s): %w", region, account, err)
 	}
 	core := cfg.CoreThing.ThingName
 	coreCert, err := os.ReadFile(cfg.Crypto.Principals.IoTCertificate.CertificatePath)
 	if err != nil {
-		return fmt.Errorf("register: core certificate: %w", err)
+		return fmt.Errorf("core certificate: %w", err)
 	}
 	coreID, err := registerThing(ctx, cloud, core, coreCert)
 	if err != nil {
-		return fmt.Errorf("register: core %s: %w", core, err)
+		return fmt.Errorf("core %s: %w", core, err)
 	}
 	policies := []struct{ name, doc string }{
 		{core + "-policy", corePolicy},
@@ -155,28 +145,28 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, p := range policies {
 		if err := cloud.PutPolicy(ctx, p.name, fillPolicy(p.doc, region, account, core, g.GroupId)); err != nil {
-			return fmt.Errorf("register: policy %s: %w", p.name, err)
+			return fmt.Errorf("policy %s: %w", p.name, err)
 		}
 	}
 	if err := cloud.AttachPolicy(ctx, policies[0].name, coreID); err != nil {
-		return fmt.Errorf("register: %w", err)
+		return err
 	}
 	devices := make([]string, 0, len(g.Devices)) // certificate IDs, in group.json's order
 	for _, d := range g.Devices {
 		name := d.Name()
 		pemCert, err := os.ReadFile(filepath.Join(*dir, "devices", name+".cert.pem"))
 		if err != nil {
-			return fmt.Errorf("register: device %s: %w", name, err)
+			return fmt.Errorf("device %s: %w", name, err)
 		}
 		id, err := registerThing(ctx, cloud, name, pemCert)
 		if err != nil {
-			return fmt.Errorf("register: device %s: %w", name, err)
+			return fmt.Errorf("device %s: %w", name, err)
 		}
 		if id != d.CertificateID() {
-			return fmt.Errorf("register: device %s: devices/%s.cert.pem has ID %s, but group.json registers %s", name, name, id, d.CertificateID())
+			return fmt.Errorf("device %s: devices/%s.cert.pem has ID %s, but group.json registers %s", name, name, id, d.CertificateID())
 		}
 		if err := cloud.AttachPolicy(ctx, policies[1].name, id); err != nil {
-			return fmt.Errorf("register: %w", err)
+			return err
 		}
 		devices = append(devices, id)
 	}
@@ -184,47 +174,45 @@ func runRegister(args []string, stdout, stderr io.Writer) error {
 		Id: g.GroupId, Core: core, CoreCertificateId: coreID,
 		CACertificatePem: string(groupCA), CAKeyPem: string(groupCAKey), CertificateExpiryMs: *expiry,
 	}); err != nil {
-		return fmt.Errorf("register: group %s: %w", g.GroupId, err)
+		return fmt.Errorf("group %s: %w", g.GroupId, err)
 	}
 	for i, d := range g.Devices {
 		if err := cloud.AddDevice(ctx, g.GroupId, d.Name(), devices[i]); err != nil {
-			return fmt.Errorf("register: group %s: %w", g.GroupId, err)
+			return fmt.Errorf("group %s: %w", g.GroupId, err)
 		}
 	}
 	existing, err := cloud.GetGroup(ctx, g.GroupId)
 	if err != nil {
-		return fmt.Errorf("register: group %s: %w", g.GroupId, err)
+		return fmt.Errorf("group %s: %w", g.GroupId, err)
 	}
 	for _, sub := range g.Subscriptions {
 		want := store.Subscription{Id: sub.Id, Source: sub.Source, Subject: sub.Subject, Target: sub.Target}
 		if i := slices.IndexFunc(existing.Subscriptions, func(s store.Subscription) bool { return s.Id == sub.Id }); i >= 0 {
 			if existing.Subscriptions[i] != want {
-				return fmt.Errorf("register: group %s: subscription %s differs in ggcloud (%+v) from group.json (%+v)", g.GroupId, sub.Id, existing.Subscriptions[i], want)
+				return fmt.Errorf("group %s: subscription %s differs in ggcloud (%+v) from group.json (%+v)", g.GroupId, sub.Id, existing.Subscriptions[i], want)
 			}
 			continue
 		}
 		if _, err := cloud.AddSubscription(ctx, g.GroupId, want); err != nil {
-			return fmt.Errorf("register: group %s: subscription %s: %w", g.GroupId, sub.Id, err)
+			return fmt.Errorf("group %s: subscription %s: %w", g.GroupId, sub.Id, err)
 		}
 	}
-	fmt.Fprintf(stdout, "registered core %s (certificate %s, policy %s)\n", core, coreID, policies[0].name)
-	fmt.Fprintf(stdout, "registered %d devices (policy %s: discovery only)\n", len(devices), policies[1].name)
-	fmt.Fprintf(stdout, "registered group %s (%d subscriptions, server certificates valid %d ms)\n", g.GroupId, len(g.Subscriptions), *expiry)
+	fmt.Fprintf(inv.Stdout, "registered core %s (certificate %s, policy %s)\n", core, coreID, policies[0].name)
+	fmt.Fprintf(inv.Stdout, "registered %d devices (policy %s: discovery only)\n", len(devices), policies[1].name)
+	fmt.Fprintf(inv.Stdout, "registered group %s (%d subscriptions, server certificates valid %d ms)\n", g.GroupId, len(g.Subscriptions), *expiry)
 	if *deploy {
 		id, err := cloud.Deploy(ctx, g.GroupId)
 		if err != nil {
-			return fmt.Errorf("register: deploy %s: %w", g.GroupId, err)
+			return fmt.Errorf("deploy %s: %w", g.GroupId, err)
 		}
-		fmt.Fprintf(stdout, "deployed group %s: deployment %s\n", g.GroupId, id)
+		fmt.Fprintf(inv.Stdout, "deployed group %s: deployment %s\n", g.GroupId, id)
 	}
 	if len(edits) > 0 {
-		if err := setCoreThing(configPath, edits); err != nil {
-			return fmt.Errorf("register: %w", err)
+		if err := editConfig(configPath, edits); err != nil {
+			return err
 		}
-		for _, k := range []string{"ggHost", "ggHttpPort", "iotHost", "iotMqttPort"} {
-			if v, ok := edits[k]; ok {
-				fmt.Fprintf(stdout, "config.json: coreThing.%s %v\n", k, v)
-			}
+		for _, e := range edits {
+			fmt.Fprintf(inv.Stdout, "config.json: %s %v\n", strings.Join(e.path, "."), e.value)
 		}
 	}
 	return nil
@@ -249,33 +237,4 @@ func regionAccount(thingARN string) (string, string, error) {
 		return "", "", fmt.Errorf("%q is not a thing ARN", thingARN)
 	}
 	return parts[3], parts[4], nil
-}
-
-// setCoreThing sets fields of config.json's coreThing, keeping
-// everything else, and checks the result before replacing the file.
-func setCoreThing(path string, fields map[string]any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	var ct map[string]json.RawMessage
-	if err := json.Unmarshal(doc["coreThing"], &ct); err != nil {
-		return fmt.Errorf("%s: coreThing: %w", path, err)
-	}
-	for k, v := range fields {
-		ct[k], _ = json.Marshal(v)
-	}
-	doc["coreThing"], _ = json.Marshal(ct)
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return err
-	}
-	if _, err := config.ParseConfig(out); err != nil {
-		return fmt.Errorf("config.json with coreThing %v would be invalid: %w", fields, err)
-	}
-	return replaceFile(path, append(out, '\n'))
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/tlsconf"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/tools/ggcloud/admin"
 	"github.com/ggcore/ggcore/tools/ggcloud/api"
 	"github.com/ggcore/ggcore/tools/ggcloud/policy"
@@ -283,7 +284,7 @@ func TestRegister(t *testing.T) {
 	}
 }
 
-// TestRegisterPolicies: the core's policy is the seed's Minimal AWS IoT
+// TestRegisterPolicies: the core's policy is Greengrass v1's Minimal AWS IoT
 // Policy filled in, and it and the devices' policy allow what the core
 // and devices call, and nothing of other things or groups.
 func TestRegisterPolicies(t *testing.T) {
@@ -307,7 +308,7 @@ func TestRegisterPolicies(t *testing.T) {
 		docs[name] = d
 	}
 
-	// The seed's policy, verbatim in ggcloud's testdata, with its
+	// v1's minimal core policy, verbatim in ggcloud's testdata, with its
 	// placeholders filled in.
 	seed, err := os.ReadFile("../ggcloud/api/testdata/minimal-policy.json")
 	if err != nil {
@@ -319,7 +320,7 @@ func TestRegisterPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(docs["core-policy"], want) {
-		t.Errorf("core-policy is not the seed's minimal policy:\n%+v\nwant\n%+v", docs["core-policy"].Statements, want.Statements)
+		t.Errorf("core-policy is not v1's minimal core policy:\n%+v\nwant\n%+v", docs["core-policy"].Statements, want.Statements)
 	}
 
 	const (
@@ -569,7 +570,7 @@ func TestRegisteredCoreCallsGGCloud(t *testing.T) {
 	if got, err := st.Connectivity("core"); err != nil || len(got) != 1 || got[0].HostAddress != "192.0.2.10" || got[0].PortNumber != 8883 {
 		t.Errorf("stored connectivity %+v, %v", got, err)
 	}
-	serverKey, err := keys.Generate(keys.ECP256)
+	serverKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"path/filepath"
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/cli"
 )
 
 // runServerCert re-issues a bundle's MQTT server certificate from its
@@ -18,23 +18,16 @@ import (
 // the group's CertificateExpiryInMilliseconds. It stands in for the device
 // certificate manager until that exists; send ggcore SIGTERM and start it
 // again to serve the new certificate.
-func runServerCert(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ggprov server-cert", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runServerCert(_ context.Context, inv *cli.Invocation) error {
+	fs := inv.Flags
 	dir := fs.String("dir", "", "bundle directory written by ggprov init")
 	var names stringList
 	fs.Var(&names, "server-name", "a DNS name or IP address to add to the certificate (repeat for more)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("server-cert: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("server-cert: unexpected argument %q", fs.Arg(0))
+	if _, err := inv.Parse("", 0, 0); err != nil {
+		return err
 	}
 	if *dir == "" {
-		return usagef("server-cert: --dir is required")
+		return usagef("--dir is required")
 	}
 	cfg, err := config.LoadConfig(filepath.Join(*dir, "config.json"))
 	if err != nil {
@@ -46,36 +39,36 @@ func runServerCert(args []string, stdout, stderr io.Writer) error {
 	}
 	ref := cfg.Crypto.Principals.MQTTServerCertificate.PrivateKey
 	if ref == "" {
-		return errors.New("server-cert: crypto.principals.MQTTServerCertificate.privateKeyPath is not set")
+		return errors.New("crypto.principals.MQTTServerCertificate.privateKeyPath is not set")
 	}
 	store := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device, PKCS11: cfg.Crypto.PKCS11})
 	defer store.Close()
 	key, err := store.Open(ref)
 	if err != nil {
-		return fmt.Errorf("server-cert: crypto.principals.MQTTServerCertificate.privateKeyPath: %w", err)
+		return fmt.Errorf("crypto.principals.MQTTServerCertificate.privateKeyPath: %w", err)
 	}
 	groupCA, err := loadCA(filepath.Join(*dir, "certs", "group-ca"))
 	if err != nil {
-		return fmt.Errorf("server-cert: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	old, err := pki.ReadCertificates(cfg.ServerCertPath())
 	if err != nil {
-		return fmt.Errorf("server-cert: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	for _, n := range names {
 		if !validServerName(n) {
-			return usagef("server-cert: --server-name %q: want a DNS name or an IP address", n)
+			return usagef("--server-name %q: want a DNS name or an IP address", n)
 		}
 	}
 	cert, err := issueServerCertificate(groupCA, key.Public(), cfg.CoreThing.ThingName,
 		addNames(old[0].DNSNames, old[0].IPAddresses, names), g.CertificateExpiry())
 	if err != nil {
-		return fmt.Errorf("server-cert: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	if err := replaceFile(cfg.ServerCertPath(), pki.EncodeCertificate(cert)); err != nil {
-		return fmt.Errorf("server-cert: %w", err)
+		return fmt.Errorf("%w", err)
 	}
-	fmt.Fprintf(stdout, "MQTT server certificate %s valid until %s; restart ggcore to serve it\n",
+	fmt.Fprintf(inv.Stdout, "MQTT server certificate %s valid until %s; restart ggcore to serve it\n",
 		cfg.ServerCertPath(), cert.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }

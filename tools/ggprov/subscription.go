@@ -1,34 +1,33 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/internal/cli"
 )
 
-func runSubscriptionAdd(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ggprov subscription add", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// runSubscriptionAdd adds a subscription to the bundle's group.json;
+// with --if-missing it leaves the group alone when it has the
+// subscription (the same source, subject and target) already.
+func runSubscriptionAdd(_ context.Context, inv *cli.Invocation) error {
+	fs := inv.Flags
 	dir := fs.String("dir", "", "bundle directory written by ggprov init")
 	id := fs.String("id", "", "subscription ID (default: the next free s<N>)")
 	source := fs.String("source", "", "source: a thing name of the group, cloud, GGShadowService, or an ARN")
 	subject := fs.String("subject", "", "MQTT topic filter")
 	target := fs.String("target", "", "target: a thing name of the group, cloud, GGShadowService, or an ARN")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("subscription add: %v", err)
+	ifMissing := fs.Bool("if-missing", false, "do nothing when the group has this subscription (source, subject and target) already")
+	if _, err := inv.Parse("", 0, 0); err != nil {
+		return err
 	}
 	if *dir == "" || *source == "" || *subject == "" || *target == "" {
-		return usagef("subscription add: --dir, --source, --subject and --target are required")
+		return usagef("--dir, --source, --subject and --target are required")
 	}
 	path := filepath.Join(*dir, "write", "deployment", "group", "group.json")
 	g, err := config.LoadGroup(path)
@@ -37,11 +36,19 @@ func runSubscriptionAdd(args []string, stdout, stderr io.Writer) error {
 	}
 	src, err := endpoint(g, *source)
 	if err != nil {
-		return fmt.Errorf("subscription add: --source: %w", err)
+		return fmt.Errorf("--source: %w", err)
 	}
 	dst, err := endpoint(g, *target)
 	if err != nil {
-		return fmt.Errorf("subscription add: --target: %w", err)
+		return fmt.Errorf("--target: %w", err)
+	}
+	if *ifMissing {
+		for _, s := range g.Subscriptions {
+			if s.Source == src && s.Subject == *subject && s.Target == dst {
+				fmt.Fprintf(inv.Stdout, "subscription %s: %s -> %s on %q exists; group.json unchanged\n", s.Id, *source, *target, *subject)
+				return nil
+			}
+		}
 	}
 	if *id == "" {
 		*id = nextSubscriptionID(g)
@@ -49,15 +56,15 @@ func runSubscriptionAdd(args []string, stdout, stderr io.Writer) error {
 	g.Subscriptions = append(g.Subscriptions, config.Subscription{Id: *id, Source: src, Subject: *subject, Target: dst})
 	data, err := json.MarshalIndent(g, "", "  ")
 	if err != nil {
-		return fmt.Errorf("subscription add: %w", err)
+		return err
 	}
 	if _, err := config.ParseGroup(data); err != nil {
-		return fmt.Errorf("subscription add: refused, group unchanged: %w", err)
+		return fmt.Errorf("refused, group unchanged: %w", err)
 	}
 	if err := replaceFile(path, append(data, '\n')); err != nil {
-		return fmt.Errorf("subscription add: %w", err)
+		return err
 	}
-	fmt.Fprintf(stdout, "added subscription %s: %s -> %s on %q\nsend SIGHUP to a running ggcore to apply it\n", *id, *source, *target, *subject)
+	fmt.Fprintf(inv.Stdout, "added subscription %s: %s -> %s on %q\nsend SIGHUP to a running ggcore to apply it\n", *id, *source, *target, *subject)
 	return nil
 }
 

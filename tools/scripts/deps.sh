@@ -9,7 +9,6 @@ declare -A need=(
   [mosquitto_pub]=mosquitto-clients
   [mosquitto_sub]=mosquitto-clients
   [openssl]=openssl
-  [jq]=jq
   [curl]=curl
   [swtpm]=swtpm
   [softhsm2-util]=softhsm2

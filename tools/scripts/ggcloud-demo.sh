@@ -32,7 +32,7 @@ demo_init() {
   port=${GGCORE_DEMO_PORT:-8883}
   cport=${GGCORE_DEMO_CLOUD_PORT:-8443}
   iport=${GGCORE_DEMO_IOT_PORT:-8884}
-  keys=${GGCORE_DEMO_KEYS:-tpm2}
+  keys=${GGCORE_DEMO_KEYS:-tpm}
   swtpm_pid='' cloud_pid=''
   local p
   for p in GGCORE_DEMO_PORT:$port GGCORE_DEMO_CLOUD_PORT:$cport GGCORE_DEMO_IOT_PORT:$iport; do
@@ -45,14 +45,15 @@ demo_init() {
     demo_die "GGCORE_DEMO_PORT ($port), GGCORE_DEMO_CLOUD_PORT ($cport) and GGCORE_DEMO_IOT_PORT ($iport) must differ"
   fi
   case $keys in
-    tpm2 | file) ;;
-    *) demo_die "GGCORE_DEMO_KEYS=$keys: want tpm2 (default) or file" ;;
+    tpm | file) ;;
+    tpm2) keys=tpm ;; # the old spelling
+    *) demo_die "GGCORE_DEMO_KEYS=$keys: want tpm (default) or file" ;;
   esac
   local b
   for b in ggcore ggprov ggcloud; do
     [ -x "$bin/$b" ] || demo_die "$bin/$b is missing: run make build (make run does it)"
   done
-  for b in jq openssl swtpm; do
+  for b in openssl swtpm; do
     command -v "$b" >/dev/null 2>&1 || demo_die "$b is missing: apt-get install $b"
   done
 }
@@ -95,7 +96,7 @@ demo_stop() {
 # (ggprov init then leaves the default device, /dev/tpmrm0, unused).
 demo_tpm_socket() {
   local dev
-  dev=$(jq -r '.ggcore.tpm.device // empty' "$demo/config.json")
+  dev=$("$bin/ggprov" config get --dir "$demo" ggcore.tpm.device) || demo_die "cannot read $demo/config.json"
   case $dev in
     unix://*) echo "${dev#unix://}" ;;
   esac
@@ -145,46 +146,42 @@ demo_bundle() {
     [ ! -e "$cloud_data" ] || echo "== ggcloud's data $cloud_data belongs to the fleet provisioned before: removing it" >&2
     rm -rf "$demo" "$cloud_data"
     tpm_sock=
-    if [ "$keys" = tpm2 ]; then
+    if [ "$keys" = tpm ]; then
       tpm_sock="$build/demo-tpm/tpm.sock"
       rm -rf "$build/demo-tpm"
       demo_start_swtpm "$tpm_sock"
     fi
     local store=() ok=0
-    [ -z "$tpm_sock" ] || store=(--key-store tpm2 --tpm-device "unix://$tpm_sock")
+    [ -z "$tpm_sock" ] || store=(--key-store tpm --tpm-device "unix://$tpm_sock")
     "$bin/ggprov" init --dir "$demo" --core demo-core --device sensor --device display \
       --mqtt-port "$mqtt_port" --bind 127.0.0.1 "${store[@]}" && ok=1
     demo_stop "$swtpm_pid" "the provisioning's swtpm"
     swtpm_pid=
     [ "$ok" = 1 ] || demo_die "ggprov init failed; nothing is running"
     "$bin/ggprov" subscription add --dir "$demo" --source sensor --subject 'sensors/sensor/#' --target display >/dev/null
-  elif [ -n "${GGCORE_DEMO_KEYS:-}" ] && [ "$keys" = "$([ -n "$tpm_sock" ] && echo file || echo tpm2)" ]; then
+  elif [ -n "${GGCORE_DEMO_KEYS:-}" ] && [ "$keys" = "$([ -n "$tpm_sock" ] && echo file || echo tpm)" ]; then
     echo "demo: GGCORE_DEMO_KEYS=$keys applies when the fleet is provisioned; $demo keeps its keys where they are (rm -rf $demo to provision afresh)" >&2
   fi
   [ -z "$tpm_sock" ] || tpmdir=$(dirname "$tpm_sock")
   # The cloud routes (added to fleets made before the cloud bridge too):
   # sensor -> cloud, and cloud -> display.
   local group="$demo/write/deployment/group/group.json"
-  if ! jq -e '.Subscriptions[] | select(.Target == "cloud" and .Subject == "sensors/sensor/#")' "$group" >/dev/null; then
-    "$bin/ggprov" subscription add --dir "$demo" --source sensor --subject 'sensors/sensor/#' --target cloud >/dev/null ||
-      demo_die "cannot add the sensor -> cloud subscription to $group"
-  fi
-  if ! jq -e '.Subscriptions[] | select(.Source == "cloud" and .Subject == "commands/display/#")' "$group" >/dev/null; then
-    "$bin/ggprov" subscription add --dir "$demo" --source cloud --subject 'commands/display/#' --target display >/dev/null ||
-      demo_die "cannot add the cloud -> display subscription to $group"
-  fi
+  "$bin/ggprov" subscription add --dir "$demo" --if-missing --source sensor --subject 'sensors/sensor/#' --target cloud >/dev/null ||
+    demo_die "cannot add the sensor -> cloud subscription to $group"
+  "$bin/ggprov" subscription add --dir "$demo" --if-missing --source cloud --subject 'commands/display/#' --target display >/dev/null ||
+    demo_die "cannot add the cloud -> display subscription to $group"
 
-  if jq -e '.crypto.principals | has("MQTTServerCertificate")' "$demo/config.json" >/dev/null; then
+  local server_key
+  server_key=$("$bin/ggprov" config get --dir "$demo" crypto.principals.MQTTServerCertificate) ||
+    demo_die "cannot read $demo/config.json"
+  if [ -n "$server_key" ]; then
     [ -n "$reason" ] || echo "== moving $demo to ggcore's device certificate manager: crypto.principals.MQTTServerCertificate removed, so ggcore makes its MQTT server key and gets the certificate from ggcloud" >&2
+    "$bin/ggprov" config unset --dir "$demo" crypto.principals.MQTTServerCertificate >/dev/null ||
+      demo_die "cannot edit $demo/config.json"
     rm -f "$demo/write/dcm/mqtt-server.cert.pem" "$demo/write/dcm/mqtt-server.key.pem"
   fi
-  local tmp="$demo/config.json.tmp"
-  jq --argjson mqtt "$mqtt_port" --arg reach "127.0.0.1:$port" '
-    del(.crypto.principals.MQTTServerCertificate)
-    | .coreThing.ggMqttPort = $mqtt
-    | .ggcore.localMqttBind = "127.0.0.1"
-    | .ggcore.connectivity = [$reach]' "$demo/config.json" >"$tmp" || { rm -f "$tmp"; demo_die "cannot edit $demo/config.json"; }
-  mv "$tmp" "$demo/config.json"
+  "$bin/ggprov" config set --dir "$demo" coreThing.ggMqttPort "$mqtt_port" ggcore.localMqttBind 127.0.0.1 \
+    ggcore.connectivity "127.0.0.1:$port" >/dev/null || demo_die "cannot edit $demo/config.json"
 }
 
 # demo_start_ggcloud: issues ggcloud's server certificate from the
@@ -206,7 +203,7 @@ demo_start_ggcloud() {
   # ggcloud's data belongs to one fleet: another fleet's group, things and
   # certificates would clash with this one's.
   local gid
-  gid=$(jq -r .GroupId "$demo/write/deployment/group/group.json")
+  gid=$("$bin/ggprov" config get --dir "$demo" group.GroupId)
   if [ -e "$cloud_data" ] && [ "$(cat "$cloud_data/demo-group" 2>/dev/null)" != "$gid" ]; then
     echo "== $cloud_data is not this fleet's (group $gid); ggcloud starts afresh" >&2
     rm -rf "$cloud_data"
@@ -243,11 +240,11 @@ demo_start_ggcloud() {
 demo_register() {
   "$bin/ggprov" register --dir "$demo" --ggcloud-data "$cloud_data" --ggcloud "$1:$cport" --iot "$1:$iport" >&2 ||
     demo_die "ggprov register failed (ggcloud's log: $cloud_log)"
-  jq -r .GroupId "$demo/write/deployment/group/group.json" >"$cloud_data/demo-group"
+  "$bin/ggprov" config get --dir "$demo" group.GroupId >"$cloud_data/demo-group"
   local arn prefix gg=("$bin/ggcloud" --data "$cloud_data")
-  arn=$(jq -r .coreThing.thingArn "$demo/config.json")
+  arn=$("$bin/ggprov" config get --dir "$demo" coreThing.thingArn)
   prefix=${arn%thing/*}
-  # The seed's core policy allows only $aws/things/demo-core-* topics.
+  # v1's minimal core policy allows only $aws/things/demo-core-* topics.
   cat >"$cloud_data/demo-core-bridge.json" <<JSON
 {"Version":"2012-10-17","Statement":[
  {"Effect":"Allow","Action":"iot:Publish","Resource":"${prefix}topic/sensors/sensor/*"},
