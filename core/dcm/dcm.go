@@ -1,6 +1,6 @@
 // Package dcm is the device certificate manager: it owns the MQTT server
 // certificate when config.json names no MQTTServerCertificate key
-// (DESIGN.md "DCM"). It makes a fresh server key in the configured key
+// (docs/design.md "DCM"). It makes a fresh server key in the configured key
 // store, sends a certificate request to the control plane
 // (CreateCertificate), serves what the group CA signs, and renews it on
 // first run, ahead of expiry and when asked (connectivity changed).
@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/ggcore/ggcore/core/controlplane"
+	"github.com/ggcore/ggcore/core/tlsconf"
 )
 
 // Issuer signs certificate requests: the control plane's CreateCertificate.
@@ -253,15 +254,16 @@ func (m *Manager) rotate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	leaf := issued.Leaf
-	if pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
-		return errors.New("dcm: the issued certificate is not for the key that was sent")
+	cert, err := tlsconf.Certificate(key, []*x509.Certificate{issued.Leaf})
+	if err != nil {
+		return fmt.Errorf("dcm: the issued certificate and the key that was sent: %w", err)
 	}
+	leaf := cert.Leaf
 	if !m.o.Now().Before(leaf.NotAfter) {
 		return fmt.Errorf("dcm: the issued certificate expired already (%s)", leaf.NotAfter)
 	}
 	next := &served{
-		cert:       &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf},
+		cert:       cert,
 		keyRef:     m.pending.ref,
 		receivedAt: m.o.Now(),
 	}

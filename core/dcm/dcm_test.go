@@ -15,6 +15,7 @@ import (
 	"github.com/ggcore/ggcore/core/controlplane"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // groupCA signs requests like the control plane does, for a validity it
@@ -49,7 +50,7 @@ func (g *groupCA) CreateCertificate(_ context.Context, der []byte) (*controlplan
 		return nil, err
 	}
 	if g.wrongKey.Load() {
-		other, _ := keys.Generate(keys.ECP256)
+		other, _ := keyspec.ECP256.Generate()
 		csr.PublicKey = other.Public()
 		cert, err := g.ca.Issue(other.Public(), pki.Leaf{CommonName: "x", Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
 		return &controlplane.Certificate{Leaf: cert, GroupCA: g.ca.Cert}, err
@@ -89,7 +90,7 @@ func (f *fixture) manager(t *testing.T) *Manager {
 	t.Helper()
 	m, err := New(Options{
 		Dir:        f.dir,
-		Keys:       StoreKeys{Store: f.store, Kind: "file", Dir: f.dir, Type: keys.ECP256},
+		Keys:       StoreKeys{Store: f.store, Kind: keyspec.File, Dir: f.dir, Type: keyspec.ECP256},
 		Issuer:     f.ca,
 		CommonName: "gw",
 		Names:      func() []string { return []string{"127.0.0.1", "gw.local"} },

@@ -1,8 +1,6 @@
 package dcm
 
 import (
-	"crypto"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/core/tlsconf"
 )
 
 // stateFile is the record of the served certificate in Options.Dir.
@@ -45,13 +44,9 @@ func loadState(dir string, ks KeySource) (*served, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dcm: %s: keyRef: %w", path, err)
 	}
-	leaf := certs[0]
-	if pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
-		return nil, fmt.Errorf("dcm: %s: the certificate is not for key %s", path, r.KeyRef)
-	}
-	tc := &tls.Certificate{PrivateKey: key, Leaf: leaf}
-	for _, c := range certs {
-		tc.Certificate = append(tc.Certificate, c.Raw)
+	tc, err := tlsconf.Certificate(key, certs)
+	if err != nil {
+		return nil, fmt.Errorf("dcm: %s: key %s: %w", path, r.KeyRef, err)
 	}
 	return &served{cert: tc, keyRef: r.KeyRef, receivedAt: r.ReceivedAt}, nil
 }

@@ -1,6 +1,8 @@
 // Package tlsconf builds the TLS configurations ggcore serves and dials
 // with: the local MQTT server's two cipher profiles (strict and compat,
-// from the v1 security model's cipher table) and the upstream client's.
+// from the v1 security model's cipher table) and the upstream client's;
+// and the certificates they present (Certificate pairs a key with its
+// certificate chain).
 package tlsconf
 
 import (
@@ -43,7 +45,7 @@ var strictSuites = []uint16{
 }
 
 // compatForwardSecret are the v1 table's suites that a hardware-backed key
-// can serve (the seed's "HSM Support: Supported" rows).
+// can serve (the rows v1's cipher table marks "HSM Support: Supported").
 var compatForwardSecret = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // fixture is a CA, a server certificate and a client certificate.
@@ -26,8 +26,8 @@ func newFixture(t *testing.T, serverKeyRSA bool) fixture {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	leaf := func(cn string, usage pki.Usage, keyType keys.Type) tls.Certificate {
-		key, err := keys.Generate(keyType)
+	leaf := func(cn string, usage pki.Usage, keyType keyspec.Type) tls.Certificate {
+		key, err := keyType.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,14 +37,14 @@ func newFixture(t *testing.T, serverKeyRSA bool) fixture {
 		}
 		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key}
 	}
-	serverKey := keys.ECP256
+	serverKey := keyspec.ECP256
 	if serverKeyRSA {
-		serverKey = keys.RSA2048
+		serverKey = keyspec.RSA2048
 	}
 	return fixture{
 		pool:   pool,
 		server: leaf("server", pki.ServerAuth, serverKey),
-		client: leaf("dev1", pki.ClientAuth, keys.ECP256),
+		client: leaf("dev1", pki.ClientAuth, keyspec.ECP256),
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/ggcore/ggcore/core/deploy"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/core/tlsconf"
 	"github.com/ggcore/ggcore/tools/ggcloud/admin"
 	"github.com/ggcore/ggcore/tools/ggcloud/api"
 	"github.com/ggcore/ggcore/tools/ggcloud/iotbroker"
@@ -213,24 +213,20 @@ func loadServerCertificate(certFile, keyRef string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("--key: %w", err)
 	}
-	leaf := certs[0]
-	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(leaf.PublicKey) {
-		return tls.Certificate{}, fmt.Errorf("--key is not the key of --cert %s", certFile)
+	out, err := tlsconf.Certificate(key, certs)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("--key is not the key of --cert %s: %w", certFile, err)
 	}
-	if now := time.Now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+	if leaf, now := out.Leaf, time.Now(); now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
 		return tls.Certificate{}, fmt.Errorf("--cert %s is valid from %s to %s only", certFile,
 			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	out := tls.Certificate{PrivateKey: key, Leaf: leaf}
-	for _, c := range certs {
-		out.Certificate = append(out.Certificate, c.Raw)
-	}
-	return out, nil
+	return *out, nil
 }
 
 // DeploymentNotifyTopic is where ggcloud tells a core, over its MQTT
 // broker, that its group has a new deployment: inside the
-// $aws/things/<core>-* topics the seed's minimal core policy allows.
+// $aws/things/<core>-* topics v1's minimal core policy allows.
 func DeploymentNotifyTopic(core string) string {
 	return "$aws/things/" + core + "-gda/deployment/notify"
 }

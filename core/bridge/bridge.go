@@ -1,11 +1,11 @@
-// Package cloud is the core's upstream MQTT connection (AWS IoT Core, or
-// any MQTT 5 broker, such as ggcloud's): messages the subscription table
-// routes to "cloud" wait in a persistent spool and are published upstream
-// at QoS 1, in order, each removed from the spool only after its PUBACK;
-// subscriptions whose source is "cloud" become upstream subscriptions,
-// and what arrives on them is handed to the local broker as source
-// "cloud".
-package cloud
+// Package bridge is the core's MQTT bridge to the cloud: its upstream
+// connection to AWS IoT Core, or any MQTT 5 broker, such as ggcloud's.
+// Messages the subscription table routes to "cloud" wait in a persistent
+// spool and are published upstream at QoS 1, in order, each removed from
+// the spool only after its PUBACK; subscriptions whose source is "cloud"
+// become upstream subscriptions, and what arrives on them is handed to
+// the local broker as source "cloud".
+package bridge
 
 import (
 	"context"
@@ -68,7 +68,7 @@ type Bridge struct {
 // New returns a Bridge; Run connects it.
 func New(o Options) (*Bridge, error) {
 	if o.Host == "" || o.Spool == nil || o.Deliver == nil || o.TLS == nil {
-		return nil, errors.New("cloud: a host, a spool, a TLS configuration and a delivery function are required")
+		return nil, errors.New("bridge: a host, a spool, a TLS configuration and a delivery function are required")
 	}
 	if o.MaxRetryInterval == 0 {
 		o.MaxRetryInterval = time.Minute
@@ -77,7 +77,7 @@ func New(o Options) (*Bridge, error) {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
-	b.log = b.log.With("component", "cloud")
+	b.log = b.log.With("component", "bridge")
 	return b, nil
 }
 
@@ -206,7 +206,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("cloud: %w", err)
+		return fmt.Errorf("bridge: %w", err)
 	}
 	b.mu.Lock()
 	b.cm = cm
@@ -237,14 +237,18 @@ func (b *Bridge) drain(ctx context.Context, cm *autopaho.ConnectionManager) {
 		}
 		for _, m := range msgs {
 			resp, err := cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: m.Topic, Payload: m.Payload})
-			if err != nil {
+			// A PUBACK with a reason code of 0x80 or above comes with an
+			// error too; the message was answered, and is dropped rather
+			// than block the spool.
+			refused := resp != nil && resp.ReasonCode >= 0x80
+			if err != nil && !refused {
 				if ctx.Err() == nil {
 					b.log.Debug("upstream publish failed; kept in the spool", "topic", m.Topic, "error", err)
 					sleep(ctx, 100*time.Millisecond)
 				}
 				break
 			}
-			if resp != nil && resp.ReasonCode >= 0x80 {
+			if refused {
 				b.mu.Lock()
 				b.refused++
 				b.mu.Unlock()

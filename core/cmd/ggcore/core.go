@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ggcore/ggcore/core/broker"
+	"github.com/ggcore/ggcore/core/clock"
+	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/core/controlplane"
+	"github.com/ggcore/ggcore/core/dcm"
+	"github.com/ggcore/ggcore/core/deploy"
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/tlsconf"
+)
+
+// core is the running ggcore: what start wired together.
+type core struct {
+	log    *slog.Logger
+	cfg    *config.Config
+	keys   *keys.Store
+	broker *broker.Broker
+	// dcm manages the MQTT server certificate; nil when config.json
+	// names the server key and the user rotates it.
+	dcm *dcm.Manager
+	// clock keeps the system clock right; nil when ggcore.time is unset.
+	clock *clock.Clock
+	// up is the cloud side (spool and bridge); nil without iotHost.
+	up *upstream
+	// deployer applies deployments; nil without ggHost. Set before the
+	// bridge runs, read by its notification handler.
+	deployer *deploy.Deployer[checkedGroup]
+	// stopBackground ends the goroutines that talk to the control plane;
+	// background waits for them.
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
+
+	// groupMu serialises group switches (SIGHUP, deployments) and guards
+	// the group's figures below.
+	groupMu sync.Mutex
+
+	profile       tlsconf.Profile
+	groupID       string
+	devices       int
+	subscriptions int
+}
+
+// start reads and checks everything before it binds anything: a bad
+// config, key, certificate or group stops the core with an error that
+// names the JSON path or file, and nothing is changed on disk.
+func start(configPath string, log *slog.Logger) (_ *core, err error) {
+	cfg, err := config.LoadConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	store := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device, PKCS11: cfg.Crypto.PKCS11})
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	for _, p := range cfg.Ignored {
+		log.Info("config field not used by ggcore", "path", p)
+	}
+	profile, err := tlsconf.ParseProfile(cfg.GGCore.TLSProfile)
+	if err != nil {
+		return nil, fmt.Errorf("ggcore.tlsProfile: %w", err)
+	}
+	if profile == tlsconf.Compat {
+		log.Warn("tlsProfile compat: serving TLS 1.0/1.1, CBC and RSA key exchange for legacy devices; use strict unless a device needs it")
+	}
+	ps, err := openPrincipals(cfg, store, log)
+	if err != nil {
+		return nil, err
+	}
+	warnSecretsFallback(cfg, ps, log)
+	clientCAs, err := loadCAPool(cfg.Crypto.CAPath)
+	if err != nil {
+		return nil, fmt.Errorf("crypto.caPath: %w", err)
+	}
+	cloud, err := newControlPlane(cfg, ps.iot, clientCAs)
+	if err != nil {
+		return nil, err
+	}
+	c := &core{log: log, cfg: cfg, keys: store, profile: profile}
+	c.clock = newClock(cfg, ps.iot, clientCAs, c.clockStepped, log)
+	getCertificate, hardwareKey, err := c.serverCertificate(store, ps, cloud)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := tlsconf.Server(tlsconf.ServerOptions{
+		Profile:        profile,
+		ClientCAs:      clientCAs,
+		HardwareKey:    hardwareKey,
+		GetCertificate: getCertificate,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g, bg, err := loadGroup(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.groupID, c.devices, c.subscriptions = g.GroupId, len(g.Devices), len(g.Subscriptions)
+
+	var upstreamFn broker.Upstream
+	if ct := cfg.CoreThing; ct.IotHost != "" {
+		identity, err := loadIdentity(cfg, ps.iot)
+		if err != nil {
+			return nil, err
+		}
+		maxBytes, err := g.SpoolMaxBytes()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.GroupPath(), err)
+		}
+		c.up, err = openUpstream(upstreamOptions{
+			host: ct.IotHost, port: ct.IotMqttPort, clientID: ct.ThingName,
+			keepAlive:        uint16(ct.KeepAlive),
+			maxRetryInterval: time.Duration(ct.MQTTMaxConnectionRetryInterval) * time.Second,
+			identity:         identity,
+			roots:            clientCAs,
+			spoolPath:        filepath.Join(cfg.WriteDirectory, "spool", "cloud.db"),
+			spoolMaxBytes:    maxBytes,
+			filters:          cloudFilters(g),
+			deliver:          func(topic string, payload []byte, qos byte) error { return c.broker.FromCloud(topic, payload, qos) },
+			notifyTopic:      deploy.NotifyTopic(ct.ThingName),
+			onNotify:         c.deploymentNotified,
+			log:              log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		upstreamFn = c.up.bridge.Publish
+	}
+	defer func() {
+		if err != nil && c.up != nil {
+			c.up.spool.Close()
+		}
+	}()
+	logUnavailableTargets(log, g, c.up != nil)
+
+	addr := net.JoinHostPort(cfg.GGCore.LocalMQTTBind, strconv.Itoa(cfg.CoreThing.GGMqttPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("coreThing.ggMqttPort: listen on %s: %w", addr, err)
+	}
+	b, err := broker.New(broker.Options{Listener: ln, TLS: tlsCfg, Logger: log, Upstream: upstreamFn,
+		Persistence: persistence(cfg), Limits: brokerLimits(cfg)}, bg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := b.Start(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	c.broker = b
+	c.startBackground(cloud)
+	return c, nil
+}
+
+// brokerLimits are the broker's limits with ggcore.subscriberQueue
+// applied; zero fields take the broker's defaults.
+func brokerLimits(cfg *config.Config) broker.Limits {
+	q := cfg.GGCore.SubscriberQueue
+	return broker.Limits{QueueMessages: int(q.MaxMessages), QueueBytes: q.MaxBytes, TotalQueueBytes: q.MaxTotalBytes}
+}
+
+// persistence is where and how much the broker keeps of its sessions
+// across restarts: <writeDirectory>/broker/sessions.db, bounded by
+// ggcore.persistence; nil when that is disabled.
+func persistence(cfg *config.Config) *broker.Persistence {
+	p := cfg.GGCore.Persistence
+	if p.Disabled {
+		return nil
+	}
+	return &broker.Persistence{Path: filepath.Join(cfg.WriteDirectory, "broker", "sessions.db"),
+		MaxBytes: p.MaxBytes, MaxMessages: p.MaxMessages}
+}
+
+// serverCertificate sets up where the MQTT server certificate comes from:
+// the certificate file paired with the MQTTServerCertificate key, or,
+// when config.json names no server key, the device certificate manager.
+// It also says whether the server key is in hardware.
+func (c *core) serverCertificate(store *keys.Store, ps principals, cloud *controlplane.Client) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), bool, error) {
+	if ps.mqttServer != nil {
+		serverCert, err := loadServerCertificate(c.cfg, ps.mqttServer, c.log)
+		if err != nil {
+			return nil, false, err
+		}
+		serve := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serverCert, nil }
+		return serve, keys.IsHardware(ps.mqttServer), nil
+	}
+	m, err := newDCM(c.cfg, store, ps.iot, cloud, c.serverNames, c.rotated, c.log)
+	if err != nil {
+		return nil, false, err
+	}
+	c.dcm = m
+	return m.GetCertificate, keys.IsHardware(ps.iot), nil
+}
+
+// stop stops the background work, the broker, and closes the key store.
+func (c *core) stop() error {
+	c.stopBackground()
+	c.background.Wait()
+	err := c.broker.Close()
+	logStats(c.log, c.stats())
+	if c.up != nil {
+		if serr := c.up.spool.Close(); serr != nil {
+			c.log.Error("closing the cloud spool", "error", serr)
+		}
+	}
+	if kerr := c.keys.Close(); kerr != nil {
+		c.log.Error("closing the key store", "error", kerr)
+	}
+	return err
+}
