@@ -148,6 +148,26 @@ type GGCore struct {
 	// Persistence bounds the store of persistent sessions, their queued
 	// messages and the retained messages (<writeDirectory>/broker/sessions.db).
 	Persistence Persistence `json:"persistence,omitzero"`
+	// Time is how ggcore keeps the system clock right (ggcore.time).
+	Time Time `json:"time,omitzero"`
+	// SubscriberQueue bounds the local broker's per-subscriber queues
+	// (ggcore.subscriberQueue, see queue.go).
+	SubscriberQueue SubscriberQueue `json:"subscriberQueue,omitzero"`
+}
+
+// Time is ggcore.time. Absent, ggcore leaves the clock alone (a host's
+// own time service keeps it); a gateway without a battery-backed clock
+// sets setClock (the firmware image's data disk does).
+type Time struct {
+	// SetClock lets ggcore step the system clock (it needs root or
+	// CAP_SYS_TIME) to what the NTP servers or, when none answers, the
+	// control plane's HTTPS Date say. Without it ggcore only measures the
+	// offset against the NTP servers and logs it.
+	SetClock bool `json:"setClock,omitempty"`
+	// NTPServers are asked in order: "host" or "host:port" (port 123),
+	// such as "pool.ntp.org". None by default: a gateway with a control
+	// plane takes its time from it.
+	NTPServers []string `json:"ntpServers,omitempty"`
 }
 
 // Persistence is ggcore.persistence. Zero values mean the broker's
@@ -481,6 +501,8 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 		{"deploymentPollSeconds", func(p string, v json.RawMessage) {
 			w.intRange(p, v, 1, 86400, "a number of seconds from 1 to 86400", &g.DeploymentPollSeconds)
 		}},
+		{"time", func(p string, v json.RawMessage) { w.time(p, v, &g.Time) }},
+		{"subscriberQueue", func(p string, v json.RawMessage) { w.subscriberQueue(p, v, &g.SubscriberQueue) }},
 		{"connectivity", func(p string, v json.RawMessage) {
 			if string(compact(v)) == "[]" {
 				w.fail(p, "empty: want at least one HOST:PORT, or leave it out to report the core's own addresses")
@@ -503,6 +525,34 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 					return
 				}
 				g.Connectivity = append(g.Connectivity, hp)
+			})
+		}},
+	})
+}
+
+// time walks ggcore.time.
+func (w *walker) time(path string, raw json.RawMessage, t *Time) {
+	w.object(path, raw, []rule{
+		{"setClock", func(p string, v json.RawMessage) { w.boolean(p, v, &t.SetClock) }},
+		{"ntpServers", func(p string, v json.RawMessage) {
+			w.array(p, v, func(p string, v json.RawMessage) {
+				var s string
+				if !w.str(p, v, &s) {
+					return
+				}
+				host, port, split := s, "", false
+				if h, pt, err := net.SplitHostPort(s); err == nil {
+					host, port, split = h, pt, true
+				}
+				err := checkHost(host)
+				if n, perr := strconv.Atoi(port); err == nil && split && (perr != nil || n < 1 || n > 65535 || port[0] < '0' || port[0] > '9') {
+					err = fmt.Errorf("port %q is not 1-65535", port)
+				}
+				if err != nil {
+					w.fail(p, "%s: want an NTP server as HOST or HOST:PORT, such as pool.ntp.org (%v)", quote(s), err)
+					return
+				}
+				t.NTPServers = append(t.NTPServers, s)
 			})
 		}},
 	})

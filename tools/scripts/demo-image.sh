@@ -13,7 +13,9 @@
 # cloud application use from the host. The guest reaches ggcloud and its
 # broker as 10.0.2.2 (QEMU user networking's name for the host), gets its
 # MQTT server certificate from it and connects upstream to the broker.
-# Ctrl-C stops QEMU (and its swtpm), then ggcloud.
+# Ctrl-C stops QEMU (and its swtpm), then ggcloud. The data disk
+# (BUILD/demo-disk.img, the gateway's state) is kept for the next run
+# unless the fleet changed; FRESH=1 (make run FRESH=1) rebuilds it.
 # GGCORE_DEMO_MODE=host runs the core on the host instead (demo.sh).
 #   GGCORE_DEMO_PORT        the host port forwarded to the guest's 8883 (default 8883)
 #   GGCORE_DEMO_CLOUD_PORT  ggcloud's port (default 8443)
@@ -61,13 +63,33 @@ demo_port_free "$iport" "ggcloud's MQTT broker, the core's upstream" GGCORE_DEMO
 demo_bundle 8883
 demo_start_ggcloud
 demo_register 10.0.2.2
-echo "== building the data disk" >&2
-"$root/initramfs/disk.sh" "$demo" "$build/demo-disk.img" || demo_die "disk.sh could not build the data disk"
+# The data disk is the gateway's state (its MQTT server certificate from
+# ggcloud, the cloud spool, deployments, sessions): kept between runs,
+# rebuilt from the fleet when the fleet changed or with FRESH=1.
+disk="$build/demo-disk.img"
+stamp="$build/demo-disk.fleet"
+fleet=$(cd "$demo" && cat config.json certs/*.pem devices/*.cert.pem 2>/dev/null | sha256sum | cut -d' ' -f1)
+reason=
+if [ "${FRESH:-0}" = 1 ]; then
+  reason="FRESH=1"
+elif [ ! -f "$disk" ]; then
+  reason="none yet"
+elif [ "$(cat "$stamp" 2>/dev/null)" != "$fleet" ]; then
+  reason="the fleet in $demo changed since it was made"
+fi
+if [ -n "$reason" ]; then
+  echo "== building the data disk $disk ($reason)" >&2
+  rm -f "$stamp"
+  "$root/initramfs/disk.sh" "$demo" "$disk" || demo_die "disk.sh could not build the data disk"
+  echo "$fleet" >"$stamp"
+else
+  echo "== keeping the data disk $disk from the last run (the core's certificate, spool and deployments); make run FRESH=1 starts the gateway afresh" >&2
+fi
 demo_print image
 
 # QEMU runs in this process group, so that Ctrl-C reaches it (it stops
 # cleanly on SIGINT), with the terminal as its serial console.
-"$root/initramfs/qemu.sh" amd64 "$image" "$kernel" "$build/demo-disk.img" "$port" "$tpmdir" <&0 &
+"$root/initramfs/qemu.sh" amd64 "$image" "$kernel" "$disk" "$port" "$tpmdir" <&0 &
 qemu_sh=$!
 status=0
 wait -n -p finished "$qemu_sh" "$cloud_pid" || status=$?

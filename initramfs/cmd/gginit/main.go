@@ -1,6 +1,8 @@
-// Command gginit is PID 1 of the ggcore firmware image. It mounts the
-// kernel's file systems, loads the kernel modules the image lists, mounts
-// the data partition at /greengrass, brings the network up, and starts
+// Command gginit is PID 1 of the ggcore firmware image. It raises a clock
+// that is before the image's build time to it, mounts the kernel's file
+// systems, loads the kernel modules the image lists, mounts the data
+// partition at /greengrass, brings the network up (DHCP unless the kernel
+// command line gives a static address), and starts
 // ggcore with /greengrass/config/config.json, restarting it with backoff
 // when it exits. Every step is written to the console with the time since
 // the kernel started; a step that cannot be done says why and waits,
@@ -9,14 +11,15 @@
 // Kernel command line settings (all optional):
 //
 //	ggcore.disk=/dev/vda        the data partition (ext4)
-//	ggcore.ip=10.0.2.15/24      the address of the first Ethernet interface
-//	ggcore.gw=10.0.2.2          the default gateway
+//	ggcore.ip=10.0.2.15/24      a static address for the first Ethernet
+//	                            interface (default: dhcp, a DHCPv4 lease)
+//	ggcore.gw=10.0.2.2          with ggcore.ip: the default gateway
+//	ggcore.dns=10.0.2.3         with ggcore.ip: name servers, comma-separated
 package main
 
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -25,7 +28,6 @@ import (
 	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,12 +40,8 @@ const (
 	softhsmConf = dataDir + "/config/softhsm2.conf"
 )
 
-// Defaults for QEMU's user networking.
-const (
-	defaultDisk = "/dev/vda"
-	defaultIP   = "10.0.2.15/24"
-	defaultGW   = "10.0.2.2"
-)
+// defaultDisk is the data partition unless ggcore.disk names another.
+const defaultDisk = "/dev/vda"
 
 // Restart backoff: doubling from the first to the last; a run longer than
 // stableRun resets it.
@@ -55,6 +53,7 @@ const (
 
 func main() {
 	say("gginit starting (pid %d)", os.Getpid())
+	clockFloor()
 	if err := mountKernelFS(); err != nil {
 		halt("cannot mount the kernel file systems: %v", err)
 	}
@@ -65,7 +64,7 @@ func main() {
 		halt("no data partition: %v; attach the ggprov bundle's disk image as a virtio disk (QEMU: -drive file=data.img,if=virtio,format=raw)", err)
 	}
 	say("data partition %s mounted at %s", disk, dataDir)
-	if err := network(setting(args, "ggcore.ip", defaultIP), setting(args, "ggcore.gw", defaultGW)); err != nil {
+	if err := network(args); err != nil {
 		say("network: %v (ggcore starts anyway; devices cannot reach it until the network is up)", err)
 	}
 	if _, err := os.Stat(configPath); err != nil {
@@ -196,56 +195,6 @@ func mountData(disk string) error {
 	if err := unix.Mount(disk, dataDir, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount %s (ext4) on %s: %w", disk, dataDir, err)
 	}
-	return nil
-}
-
-// network brings lo and the first Ethernet interface up, with a static
-// address and default route.
-func network(cidr, gw string) error {
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if err != nil {
-		return fmt.Errorf("lo: %w", err)
-	}
-	addr, err := netlink.ParseAddr(cidr)
-	if err != nil {
-		return fmt.Errorf("ggcore.ip=%s: %w", cidr, err)
-	}
-	var eth netlink.Link
-	for deadline := time.Now().Add(5 * time.Second); eth == nil; {
-		links, _ := netlink.LinkList()
-		for _, l := range links {
-			if l.Type() == "device" && l.Attrs().Name != "lo" && len(l.Attrs().HardwareAddr) == 6 {
-				eth = l
-				break
-			}
-		}
-		if eth == nil {
-			if time.Now().After(deadline) {
-				return errors.New("no Ethernet interface within 5s")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	name := eth.Attrs().Name
-	if err := netlink.AddrReplace(eth, addr); err != nil {
-		return fmt.Errorf("%s: address %s: %w", name, cidr, err)
-	}
-	if err := netlink.LinkSetUp(eth); err != nil {
-		return fmt.Errorf("%s: up: %w", name, err)
-	}
-	if gw != "" {
-		ip := net.ParseIP(gw)
-		if ip == nil {
-			return fmt.Errorf("ggcore.gw=%s is not an IP address", gw)
-		}
-		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: ip}); err != nil {
-			return fmt.Errorf("%s: default route via %s: %w", name, gw, err)
-		}
-	}
-	say("network: %s %s, gateway %s", name, cidr, gw)
 	return nil
 }
 

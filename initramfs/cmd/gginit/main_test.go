@@ -7,11 +7,11 @@ import (
 )
 
 func TestSettings(t *testing.T) {
-	args := parseCmdline("console=ttyS0 panic=-1 quiet ggcore.ip=192.168.7.2/24 ggcore.gw=\n")
+	args := parseCmdline("console=ttyS0 panic=-1 quiet ggcore.disk=/dev/vdb ggcore.gw=\n")
 	tests := []struct{ key, def, want string }{
-		{"ggcore.ip", defaultIP, "192.168.7.2/24"},
-		{"ggcore.gw", defaultGW, defaultGW}, // empty: the default
-		{"ggcore.disk", defaultDisk, defaultDisk},
+		{"ggcore.disk", defaultDisk, "/dev/vdb"},
+		{"ggcore.gw", "10.0.2.2", "10.0.2.2"}, // empty: the default
+		{"ggcore.ip", "", ""},
 		{"console", "", "ttyS0"},
 	}
 	for _, tt := range tests {
