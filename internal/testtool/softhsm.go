@@ -26,9 +26,12 @@ type Token struct {
 // parallel). SoftHSM reads SOFTHSM2_CONF at C_Initialize, so a module
 // must be initialised after this call and finalised before the test ends.
 // Call it again in the same test for a second token in the same
-// directory.
+// directory. Under -short (make check) the test skips instead.
 func NewSoftHSMToken(t testing.TB, label, pin string) *Token {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs SoftHSM2; skipped under -short")
+	}
 	util := Require(t, "softhsm2-util")
 	if _, err := os.Stat(SoftHSMModule); err != nil {
 		Missing(t, SoftHSMModule, "softhsm2")

@@ -30,9 +30,12 @@ func (s *SWTPM) Stop() { s.stop() }
 // StartSWTPM starts swtpm with fresh state in a temporary directory,
 // powered on and started up, and stops it when the test ends. transport
 // is "unix" (a Unix socket, the default for "") or "tcp" (127.0.0.1 on a
-// free port).
+// free port). Under -short (make check) the test skips instead.
 func StartSWTPM(t testing.TB, transport string) *SWTPM {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs swtpm; skipped under -short")
+	}
 	bin := Require(t, "swtpm")
 	// Not t.TempDir: Unix socket paths are limited to about 100 bytes,
 	// and swtpm's options are comma-separated, so a test name with a

@@ -1,10 +1,14 @@
 // Package testtool finds the real programs that tests drive (openssl,
-// mosquitto, later swtpm, SoftHSM2 and QEMU). A test that needs one skips
-// when it is missing on a developer's machine, and fails under CI=true,
-// where a missing peer is a broken install step, not a reason to skip.
+// mosquitto, swtpm, SoftHSM2, node), starts some of them (StartSWTPM,
+// NewSoftHSMToken), and holds the waits every test uses (Timeout, Poll,
+// Eventually, Buffer.WaitFor); the MQTT test client is in mqtttest. A
+// test that needs a program skips when it is missing on a developer's
+// machine, and fails under CI=true, where a missing peer is a broken
+// install step, not a reason to skip.
 package testtool
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -19,6 +23,8 @@ var debianPackage = map[string]string{
 	"stdbuf":        "coreutils",
 	"swtpm":         "swtpm",
 	"softhsm2-util": "softhsm2",
+	"node":          "nodejs",
+	"npm":           "npm",
 	"pkcs11-tool":   "opensc",
 }
 
@@ -43,10 +49,18 @@ func Require(t testing.TB, name string) string {
 // provides: it skips, or fails under CI=true.
 func Missing(t testing.TB, what, pkg string) {
 	t.Helper()
+	Unavailable(t, fmt.Sprintf("%s not found; install it with `apt-get install %s` (make deps does)", what, pkg))
+}
+
+// Unavailable ends the test for want of something this machine lacks,
+// which msg says: it skips, or fails under CI=true, where a missing peer
+// is a broken install step, not a reason to skip.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found (CI=true, so this test may not skip): install it with `apt-get install %s` (make deps does)", what, pkg)
+		t.Fatal(msg + " (CI=true, so this test may not skip)")
 	}
-	t.Skipf("%s not found; install it with `apt-get install %s` to run this test", what, pkg)
+	t.Skip(msg)
 }
 
 func isExecutable(path string) bool {

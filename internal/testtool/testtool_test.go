@@ -41,3 +41,31 @@ func TestNewSoftHSMToken(t *testing.T) {
 		}
 	}
 }
+
+func TestProcess(t *testing.T) {
+	sh := Require(t, "sh")
+	// Exits 0 on SIGTERM, as ggcore and ggcloud do.
+	p := StartProcess(t, exec.Command(sh, "-c", `trap 'echo stopping; exit 0' TERM; echo ready; while :; do sleep 0.05; done`))
+	if !p.WaitFor("ready", 0) {
+		t.Fatalf("no ready line: %q", p.Output)
+	}
+	if err := p.Stop(); err != nil {
+		t.Errorf("Stop: %v; want a clean exit", err)
+	}
+	select {
+	case <-p.Exited():
+	default:
+		t.Error("Exited not closed after Stop")
+	}
+	if !strings.Contains(p.Output.String(), "stopping") {
+		t.Errorf("output %q: the process did not get SIGTERM", p.Output)
+	}
+
+	crashed := StartProcess(t, exec.Command(sh, "-c", "echo bye; exit 3"))
+	if crashed.WaitFor("never printed", 0) {
+		t.Error("WaitFor found text the process never wrote")
+	}
+	if err := crashed.Err(); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("Err = %v; want exit status 3", err)
+	}
+}

@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 // cutter is a TCP forwarder between the core and its upstream broker that
@@ -33,13 +35,14 @@ type cutter struct {
 }
 
 func newCutter(t *testing.T, target string) *cutter {
-	c := &cutter{t: t, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), target: target}
+	c := &cutter{t: t, addr: "127.0.0.1:0", target: target}
 	c.mend()
 	t.Cleanup(c.cut)
 	return c
 }
 
-// mend starts forwarding again on the same address.
+// mend starts forwarding again on the same address (at first, on a free
+// port the kernel picks).
 func (c *cutter) mend() {
 	c.t.Helper()
 	ln, err := net.Listen("tcp", c.addr)
@@ -48,6 +51,7 @@ func (c *cutter) mend() {
 	}
 	c.mu.Lock()
 	c.ln = ln
+	c.addr = ln.Addr().String()
 	c.mu.Unlock()
 	go func() {
 		for {
@@ -83,14 +87,10 @@ func (c *cutter) cut() {
 	c.conns = nil
 }
 
-// cloudApp is an application on the cloud side: an MQTT 5 client of the
-// upstream broker with a certificate from the bundle's identity CA.
-type cloudApp struct {
-	c    *paho.Client
-	msgs chan message
-}
-
-func connectCloudApp(t *testing.T, f *fleet, u *upstream, filters ...string) *cloudApp {
+// connectCloudApp connects an application on the cloud side to the
+// upstream broker: an MQTT 5 client with a certificate from the bundle's
+// identity CA, subscribed to filters.
+func connectCloudApp(t *testing.T, f *fleet, u *upstream, filters ...string) *mqtttest.Client {
 	t.Helper()
 	id := loadAuthority(t, f.rootCA(), f.rootCAKey()).issue(t, "cloud-app", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
 	return connectCloudAppAs(t, u, id, filters...)
@@ -98,37 +98,42 @@ func connectCloudApp(t *testing.T, f *fleet, u *upstream, filters ...string) *cl
 
 // connectCloudAppAs connects to the upstream broker with identity id,
 // client ID cloud-app, and subscribes to filters.
-func connectCloudAppAs(t *testing.T, u *upstream, id identity, filters ...string) *cloudApp {
+func connectCloudAppAs(t *testing.T, u *upstream, id identity, filters ...string) *mqtttest.Client {
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(u.ca)
-	conn, err := tls.Dial("tcp", u.addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{id.tlsCertificate(t)}})
+	app, _, err := mqtttest.Dial(t, u.addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{id.tlsCertificate(t)}},
+		&paho.Connect{ClientID: "cloud-app", CleanStart: true, KeepAlive: 30})
 	if err != nil {
-		t.Fatalf("cloud app: %v\n%s", err, u.log())
+		t.Fatalf("cloud app: %v\nupstream log:\n%s", err, u.log())
 	}
-	app := &cloudApp{msgs: make(chan message, 20000)}
-	app.c = paho.NewClient(paho.ClientConfig{
-		Conn: packets.NewThreadSafeConn(conn), // paho writes from more than one goroutine
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			app.msgs <- message{topic: pr.Packet.Topic, payload: string(pr.Packet.Payload), qos: pr.Packet.QoS}
-			return true, nil
-		}},
-		OnClientError: func(error) {},
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := app.c.Connect(ctx, &paho.Connect{ClientID: "cloud-app", CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatalf("cloud app connect: %v", err)
-	}
-	t.Cleanup(func() { app.c.Disconnect(&paho.Disconnect{}); conn.Close() })
 	for _, flt := range filters {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := app.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: flt, QoS: 1}}}); err != nil {
-			t.Fatalf("cloud app subscribe %s: %v\nmosquitto:\n%s", flt, err, u.log())
+		if code := app.Subscribe(t, 1, flt)[0]; code >= 0x80 {
+			t.Fatalf("cloud app subscribe %s: SUBACK 0x%02x\nupstream log:\n%s", flt, code, u.log())
 		}
 	}
 	return app
+}
+
+// publishUntilReceived publishes payload on topic from the cloud side
+// until dev receives it: the core subscribes upstream just after it
+// connects, and what the cloud sends before that subscription is
+// acknowledged reaches no one. It fails the test after testtool.Timeout.
+func publishUntilReceived(t *testing.T, app, dev *mqtttest.Client, topic, payload string, logs func() string) {
+	t.Helper()
+	deadline := time.Now().Add(testtool.Timeout)
+	for {
+		app.MustPublish(t, topic, payload, 1, false)
+		if m, ok := dev.TryNext(500 * time.Millisecond); ok {
+			if m.Topic != topic || m.Payload != payload {
+				t.Fatalf("%s got %v; want %s %q", dev.Name(), m, topic, payload)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s got nothing from the cloud within %v; %s", dev.Name(), testtool.Timeout, logs())
+		}
+	}
 }
 
 // cloudFleet is a fleet whose core's upstream is mosquitto (through a
@@ -159,36 +164,17 @@ func TestCloudFlowsThroughMosquitto(t *testing.T) {
 	f, u, _ := cloudFleet(t)
 	app := connectCloudApp(t, f, u, "telemetry/#")
 	core := startCore(t, f)
-	if !core.log.waitFor("connected upstream", 0, 20*time.Second, core.exited) {
+	if !core.log.WaitFor("connected upstream", 0, testtool.Timeout, core.exited) {
 		t.Fatalf("the core did not connect upstream; its log:\n%s\nmosquitto:\n%s", core.log, u.log())
 	}
 	dev1, dev2 := f.connect5(t, "dev1"), f.connect5(t, "dev2")
-	dev2.mustSubscribe(t, "commands/#", 1)
+	dev2.MustSubscribe(t, 1, "commands/#")
 
-	dev1.mustPublish(t, "telemetry/dev1/temp", "21.5", 1, false)
-	assertReceived(t, "cloud app", collectUntil(t, "cloud app", app.msgs, "21.5"), "21.5")
+	dev1.MustPublish(t, "telemetry/dev1/temp", "21.5", 1, false)
+	mqtttest.AssertPayloads(t, "cloud app", app.ReceiveUntil(t, "21.5"), "21.5")
 
-	// The upstream subscription may follow the connection by a moment.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := app.c.Publish(ctx, &paho.Publish{Topic: "commands/dev2/reboot", QoS: 1, Payload: []byte("reboot now")})
-		cancel()
-		if err != nil {
-			t.Fatalf("cloud app publish: %v", err)
-		}
-		select {
-		case m := <-dev2.msgs:
-			if m.topic != "commands/dev2/reboot" || m.payload != "reboot now" {
-				t.Fatalf("dev2 got %v", m)
-			}
-			return
-		case <-time.After(500 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev2 got nothing from the cloud; core log:\n%s", core.log)
-		}
-	}
+	publishUntilReceived(t, app, dev2, "commands/dev2/reboot", "reboot now",
+		func() string { return "core log:\n" + core.log.String() })
 }
 
 // TestSpoolSurvivesOutageAndKill: with the upstream cut, devices publish
@@ -201,7 +187,7 @@ func TestSpoolSurvivesOutageAndKill(t *testing.T) {
 	f, u, cut := cloudFleet(t, "dev3", "dev4", "dev5")
 	app := connectCloudApp(t, f, u, "telemetry/#")
 	core := startCore(t, f)
-	if !core.log.waitFor("connected upstream", 0, 20*time.Second, core.exited) {
+	if !core.log.WaitFor("connected upstream", 0, testtool.Timeout, core.exited) {
 		t.Fatalf("the core did not connect upstream; its log:\n%s", core.log)
 	}
 	cut.cut()
@@ -213,8 +199,8 @@ func TestSpoolSurvivesOutageAndKill(t *testing.T) {
 		pub := f.connect5(t, name)
 		wg.Go(func() {
 			for i := range total / len(names) {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				_, err := pub.c.Publish(ctx, &paho.Publish{Topic: "telemetry/" + name, QoS: 1, Payload: []byte(fmt.Sprintf("%s %06d", name, i))})
+				ctx, cancel := context.WithTimeout(context.Background(), testtool.Timeout)
+				_, err := pub.Paho.Publish(ctx, &paho.Publish{Topic: "telemetry/" + name, QoS: 1, Payload: []byte(fmt.Sprintf("%s %06d", name, i))})
 				cancel()
 				if err != nil {
 					errs <- fmt.Errorf("%s message %d: %w", name, i, err)
@@ -244,23 +230,22 @@ func TestSpoolSurvivesOutageAndKill(t *testing.T) {
 	seen := map[string]bool{}
 	dups := 0
 	for len(seen) < total {
-		select {
-		case m := <-app.msgs:
-			if seen[m.payload] {
-				dups++
-				continue
-			}
-			seen[m.payload] = true
-			var name string
-			var n int
-			fmt.Sscanf(m.payload, "%s %d", &name, &n)
-			if prev, ok := last[name]; ok && n < prev {
-				t.Fatalf("%s's message %d arrived after %d: out of order", name, n, prev)
-			}
-			last[name] = n
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%d of %d messages arrived upstream; core log:\n%s", len(seen), total, core.log)
+		m, ok := app.TryNext(testtool.Timeout)
+		if !ok {
+			t.Fatalf("%d of %d messages arrived upstream, then none for %v; core log:\n%s", len(seen), total, testtool.Timeout, core.log)
 		}
+		if seen[m.Payload] {
+			dups++
+			continue
+		}
+		seen[m.Payload] = true
+		var name string
+		var n int
+		fmt.Sscanf(m.Payload, "%s %d", &name, &n)
+		if prev, ok := last[name]; ok && n < prev {
+			t.Fatalf("%s's message %d arrived after %d: out of order", name, n, prev)
+		}
+		last[name] = n
 	}
 	drain := time.Since(drainStart)
 	t.Logf("drained %d messages upstream in %v (%.0f msgs/s), %d duplicates", total, drain.Round(time.Millisecond),
@@ -292,28 +277,23 @@ func TestSpoolFullDropsOldest(t *testing.T) {
 	const total = 4000
 	pad := strings.Repeat("x", 100)
 	for i := range total {
-		dev1.mustPublish(t, "telemetry/dev1", fmt.Sprintf("%06d %s", i, pad), 1, false)
+		dev1.MustPublish(t, "telemetry/dev1", fmt.Sprintf("%06d %s", i, pad), 1, false)
 	}
-	if !core.log.waitFor("spool full: dropped the oldest messages", 0, 10*time.Second, core.exited) {
+	if !core.log.WaitFor("spool full: dropped the oldest messages", 0, testtool.Timeout, core.exited) {
 		t.Fatalf("no drop logged; core log:\n%s", core.log)
 	}
 	t.Logf("ggcore resident memory with a full spool: %s", residentMemory(core.cmd.Process.Pid))
 	cut.mend()
 	var got []int
-	for {
-		select {
-		case m := <-app.msgs:
-			var n int
-			fmt.Sscanf(m.payload, "%d", &n)
-			got = append(got, n)
-			if n == total-1 {
-				goto done
-			}
-		case <-time.After(30 * time.Second):
+	for len(got) == 0 || got[len(got)-1] != total-1 {
+		m, ok := app.TryNext(testtool.Timeout)
+		if !ok {
 			t.Fatalf("the newest message never arrived; %d arrived; core log:\n%s", len(got), core.log)
 		}
+		var n int
+		fmt.Sscanf(m.Payload, "%d", &n)
+		got = append(got, n)
 	}
-done:
 	if len(got) == 0 || len(got) >= total || got[0] == 0 {
 		t.Fatalf("%d messages arrived, the first %v; want fewer than %d, the oldest dropped", len(got), got[:min(3, len(got))], total)
 	}
@@ -353,7 +333,7 @@ func TestCloudFlowsThroughGGCloud(t *testing.T) {
 		return runOK(t, bin.ggcloud, append([]string{"--data", c.data}, args...)...)
 	}
 
-	// The seed's policy allows only $aws/things/core-*: the operator adds
+	// v1's minimal core policy allows only $aws/things/core-*: the operator adds
 	// the fleet's topics for the core.
 	coreCert, err := os.ReadFile(filepath.Join(f.dir, "certs", "core.cert.pem"))
 	if err != nil {
@@ -380,43 +360,25 @@ func TestCloudFlowsThroughGGCloud(t *testing.T) {
 	ggcloud("policy", "attach", "cloud-app", "--cert", appID)
 
 	core := startCore(t, f)
-	if !core.log.waitFor("connected upstream", 0, 20*time.Second, core.exited) {
+	if !core.log.WaitFor("connected upstream", 0, testtool.Timeout, core.exited) {
 		t.Fatalf("the core did not connect to ggcloud's broker; core log:\n%s\nggcloud log:\n%s", core.log, c.log)
 	}
-	u := &upstream{addr: c.mqttAddr(), ca: loadAuthority(t, f.rootCA(), f.rootCAKey()).cert}
+	u := &upstream{addr: c.mqttAddr(), ca: loadAuthority(t, f.rootCA(), f.rootCAKey()).Cert}
 	cloudApp := connectCloudAppAs(t, u, app, "telemetry/#")
 	dev1, dev2 := f.connect5(t, "dev1"), f.connect5(t, "dev2")
-	dev2.mustSubscribe(t, "commands/#", 1)
-	dev1.mustPublish(t, "telemetry/dev1/temp", "22.0", 1, false)
-	assertReceived(t, "cloud app", collectUntil(t, "cloud app", cloudApp.msgs, "22.0"), "22.0")
+	dev2.MustSubscribe(t, 1, "commands/#")
+	dev1.MustPublish(t, "telemetry/dev1/temp", "22.0", 1, false)
+	mqtttest.AssertPayloads(t, "cloud app", cloudApp.ReceiveUntil(t, "22.0"), "22.0")
 
-	deadline := time.Now().Add(10 * time.Second)
-	for delivered := false; !delivered; {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := cloudApp.c.Publish(ctx, &paho.Publish{Topic: "commands/dev2/x", QoS: 1, Payload: []byte("from ggcloud")})
-		cancel()
-		if err != nil {
-			t.Fatalf("cloud app publish: %v", err)
-		}
-		select {
-		case m := <-dev2.msgs:
-			if m.payload != "from ggcloud" {
-				t.Fatalf("dev2 got %v", m)
-			}
-			delivered = true
-		case <-time.After(500 * time.Millisecond):
-			if time.Now().After(deadline) {
-				t.Fatalf("dev2 got nothing from the cloud; core log:\n%s\nggcloud log:\n%s", core.log, c.log)
-			}
-		}
-	}
+	publishUntilReceived(t, cloudApp, dev2, "commands/dev2/x", "from ggcloud",
+		func() string { return "core log:\n" + core.log.String() + "\nggcloud log:\n" + c.log.String() })
 
 	group := readJSON(t, f.groupPath())["GroupId"].(string)
 	ggcloud("group", "add-subscription", group, "--id", "s9", "--source", "dev2", "--subject", "status/#", "--target", "dev1")
 	from := core.log.Len()
 	id := c.deploy(t, group)
-	if !core.log.waitFor("deployment applied", from, 10*time.Second, core.exited) {
-		t.Fatalf("deployment %s not applied within 10 s (polling is hourly); core log:\n%s", id, core.log)
+	if !core.log.WaitFor("deployment applied", from, testtool.Timeout, core.exited) {
+		t.Fatalf("deployment %s not applied within %v (polling is hourly); core log:\n%s", id, testtool.Timeout, core.log)
 	}
 	if !strings.Contains(core.log.String()[from:], "deployment notification from the cloud") {
 		t.Errorf("applied without the notification; core log:\n%s", core.log)

@@ -1,21 +1,15 @@
 package e2e
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // identity is a client certificate and key on disk (PEM), as mosquitto and
@@ -36,107 +30,52 @@ func (id identity) tlsCertificate(t *testing.T) tls.Certificate {
 }
 
 // certificateID is the AWS certificate ID: lowercase hex SHA-256 of the DER.
-func certificateID(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
-}
+func certificateID(der []byte) string { return pki.CertificateID(der) }
 
 // authority is a CA the test can sign with.
-type authority struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
+type authority struct{ *pki.CA }
 
 // loadAuthority reads a CA certificate and its key (PKCS#1, PKCS#8 or SEC1 PEM).
 func loadAuthority(t *testing.T, certFile, keyFile string) authority {
 	t.Helper()
-	cb, err := os.ReadFile(certFile)
+	certs, err := pki.ReadCertificates(certFile)
 	if err != nil {
 		t.Fatalf("read CA: %v", err)
 	}
-	blk, _ := pem.Decode(cb)
-	if blk == nil {
-		t.Fatalf("%s: no PEM block", certFile)
-	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatalf("%s: %v", certFile, err)
-	}
-	kb, err := os.ReadFile(keyFile)
+	pem, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatalf("read CA key: %v", err)
 	}
-	blk, _ = pem.Decode(kb)
-	if blk == nil {
-		t.Fatalf("%s: no PEM block", keyFile)
-	}
-	var key any
-	switch blk.Type {
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(blk.Bytes)
-	default:
-		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	}
+	key, err := keys.ParsePEM(pem)
 	if err != nil {
 		t.Fatalf("%s: %v", keyFile, err)
 	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		t.Fatalf("%s: %T is not a signing key", keyFile, key)
-	}
-	return authority{cert: cert, key: signer}
+	return authority{&pki.CA{Cert: certs[0], Key: key}}
 }
 
 // newAuthority makes a fresh self-signed CA, unrelated to any bundle.
 func newAuthority(t *testing.T, cn string) authority {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := pki.NewCA(cn, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return authority{cert: cert, key: key}
+	return authority{ca}
 }
 
 // issue signs a client certificate for cn, valid from notBefore to
 // notAfter, and writes it with its new key into the test's temp dir.
 func (a authority) issue(t *testing.T, cn string, notBefore, notAfter time.Time) identity {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, key.Public(), a.key)
+	cert, err := a.Issue(key.Public(), pki.Leaf{CommonName: cn, Usage: pki.ClientAuth, NotBefore: notBefore, NotAfter: notAfter})
 	if err != nil {
 		t.Fatalf("issue %s: %v", cn, err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyPEM, err := keys.MarshalPEM(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,25 +83,12 @@ func (a authority) issue(t *testing.T, cn string, notBefore, notAfter time.Time)
 	id := identity{
 		certFile: filepath.Join(dir, cn+".cert.pem"),
 		keyFile:  filepath.Join(dir, cn+".key.pem"),
-		der:      der,
+		der:      cert.Raw,
 	}
-	writePEM(t, id.certFile, "CERTIFICATE", der)
-	writePEM(t, id.keyFile, "PRIVATE KEY", keyDER)
+	for path, data := range map[string][]byte{id.certFile: pki.EncodeCertificate(cert), id.keyFile: keyPEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return id
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func serial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

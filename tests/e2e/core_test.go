@@ -6,67 +6,22 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
 const (
-	readyTimeout = 20 * time.Second // start to `ggcore ready`
-	stopTimeout  = 10 * time.Second // SIGTERM to exit
+	readyTimeout = testtool.Timeout // start to `ggcore ready`
+	stopTimeout  = testtool.Timeout // SIGTERM to exit
 )
-
-// logBuffer collects a process's output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-// waitFor waits until a line containing substr appears at or after byte
-// offset from; it reports whether it did before timeout or stop closed.
-func (b *logBuffer) waitFor(substr string, from int, timeout time.Duration, stop <-chan struct{}) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		s := b.String()
-		if from <= len(s) && strings.Contains(s[from:], substr) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-stop:
-			// One last look: the line may have come with the exit.
-			s = b.String()
-			return from <= len(s) && strings.Contains(s[from:], substr)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
 
 // coreProc is a running ggcore.
 type coreProc struct {
 	cmd    *exec.Cmd
-	log    *logBuffer
+	log    *testtool.Buffer
 	exited chan struct{} // closed when the process has exited
 	err    error         // Wait's result, valid after exited is closed
 
@@ -80,7 +35,7 @@ type coreProc struct {
 func startCore(t *testing.T, f *fleet) *coreProc {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		c := &coreProc{log: &logBuffer{}, exited: make(chan struct{})}
+		c := &coreProc{log: &testtool.Buffer{}, exited: make(chan struct{})}
 		c.cmd = exec.Command(bin.ggcore, "--config", f.configPath())
 		c.cmd.Stdout = c.log
 		c.cmd.Stderr = c.log
@@ -93,7 +48,7 @@ func startCore(t *testing.T, f *fleet) *coreProc {
 			c.err = c.cmd.Wait()
 			close(c.exited)
 		}()
-		if c.log.waitFor("ggcore ready", 0, readyTimeout, c.exited) {
+		if c.log.WaitFor("ggcore ready", 0, readyTimeout, c.exited) {
 			t.Cleanup(func() {
 				if !c.stopped {
 					c.stop(t)
@@ -159,8 +114,8 @@ func (c *coreProc) reload(t *testing.T, want string) {
 	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatalf("SIGHUP ggcore: %v", err)
 	}
-	if !c.log.waitFor(want, from, 10*time.Second, c.exited) {
-		t.Fatalf("no log line containing %q within 10s of SIGHUP; log since:\n%s", want, c.log.String()[from:])
+	if !c.log.WaitFor(want, from, testtool.Timeout, c.exited) {
+		t.Fatalf("no log line containing %q within %v of SIGHUP; log since:\n%s", want, testtool.Timeout, c.log.String()[from:])
 	}
 }
 

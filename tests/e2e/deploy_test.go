@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 // deployFleet is a fleet registered in a running ggcloud whose core asks
@@ -49,17 +51,14 @@ func (c *cloudProc) status(t *testing.T, group, deployment string) (status, mess
 // waitStatus waits for a deployment's final status.
 func (c *cloudProc) waitStatus(t *testing.T, group, deployment string) (string, string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		s, out := c.status(t, group, deployment)
-		if s == "Success" || s == "Failure" {
-			return s, out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deployment %s not finished within 20 s:\n%s", deployment, out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var s, out string
+	if !testtool.Poll(testtool.Timeout, func() bool {
+		s, out = c.status(t, group, deployment)
+		return s == "Success" || s == "Failure"
+	}) {
+		t.Fatalf("deployment %s not finished within %v:\n%s", deployment, testtool.Timeout, out)
 	}
+	return s, out
 }
 
 // TestDeploymentAddsSubscription: a subscription added in ggcloud and
@@ -70,7 +69,7 @@ func TestDeploymentAddsSubscription(t *testing.T) {
 	f, c, group := deployFleet(t, "dev1", "dev2")
 	core := startCore(t, f)
 	dev1, dev2 := f.connect5(t, "dev1"), f.connect5(t, "dev2")
-	if code := dev2.subscribe(t, "sensors/dev1/#", 1); code < 0x80 {
+	if code := dev2.Subscribe(t, 1, "sensors/dev1/#")[0]; code < 0x80 {
 		t.Fatalf("SUBACK 0x%02x before the deployment; want a refusal (no subscription yet)", code)
 	}
 
@@ -86,9 +85,9 @@ func TestDeploymentAddsSubscription(t *testing.T) {
 		line := core.log.String()[i:]
 		t.Logf("core: %s", line[:strings.IndexByte(line, '\n')])
 	}
-	dev2.mustSubscribe(t, "sensors/dev1/#", 1)
-	dev1.mustPublish(t, "sensors/dev1/t", "deployed route", 1, false)
-	assertReceived(t, "dev2", dev2.receiveUntil(t, "deployed route"), "deployed route")
+	dev2.MustSubscribe(t, 1, "sensors/dev1/#")
+	dev1.MustPublish(t, "sensors/dev1/t", "deployed route", 1, false)
+	mqtttest.AssertPayloads(t, "dev2", dev2.ReceiveUntil(t, "deployed route"), "deployed route")
 	g, err := config.LoadGroup(f.groupPath())
 	if err != nil {
 		t.Fatalf("group.json after the deployment: %v", err)
@@ -111,9 +110,9 @@ func TestDeploymentRemovesDevice(t *testing.T) {
 		t.Fatalf("deployment %s: %s", id, out)
 	}
 	select {
-	case <-dev2.c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("dev2 still connected after a deployment removed it")
+	case <-dev2.Done():
+	case <-time.After(testtool.Timeout):
+		t.Fatalf("dev2 still connected %v after a deployment removed it", testtool.Timeout)
 	}
 	if _, _, err := f.dial5(t, f.identity("dev2").tlsCertificate(t), "dev2", nil); err == nil {
 		t.Error("dev2 connected again after it was removed")
@@ -162,6 +161,8 @@ func TestKilledDuringDeploymentsStaysConsistent(t *testing.T) {
 		sub := []string{"--id", "s" + string(rune('a'+i)), "--source", "dev1", "--subject", "t" + string(rune('a'+i)) + "/#", "--target", "dev2"}
 		runOK(t, bin.ggcloud, append([]string{"--data", c.data, "group", "add-subscription", group}, sub...)...)
 		last = c.deploy(t, group)
+		// The kill comes at a random moment of the deployment: a random
+		// delay is the point here, not a wait for something.
 		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
 		core.stopped = true
 		_ = core.cmd.Process.Signal(syscall.SIGKILL)

@@ -68,7 +68,7 @@ func assertRefusals(t *testing.T, f *fleet, binary string, cases []refusal, setu
 // principal and the reason.
 func TestTPMKeyRefusals(t *testing.T) {
 	t.Parallel()
-	h := newHardware(t, "tpm2")
+	h := newHardware(t, "tpm")
 	f := newFleetWith(t, append(h.initArgs, "--key-type", "ecp256", "--server-key-type", "rsa2048"), "sensor")
 	cfg := readJSON(t, f.configPath())
 	principals := cfg["crypto"].(map[string]any)["principals"].(map[string]any)

@@ -20,20 +20,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/tlsconf"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 // hardware is the TPM (swtpm) or token (SoftHSM2) a fleet's core keys
 // live in, started for one test.
 type hardware struct {
-	store    string   // --key-store: "tpm2" or "pkcs11"
+	store    string   // --key-store: "tpm" or "pkcs11"
 	initArgs []string // the ggprov init options that name it
 	token    *testtool.Token
 	pinFile  string
@@ -44,9 +45,9 @@ type hardware struct {
 func newHardware(t *testing.T, store string) *hardware {
 	t.Helper()
 	switch store {
-	case "tpm2":
+	case "tpm":
 		sw := testtool.StartSWTPM(t, "unix")
-		return &hardware{store: store, initArgs: []string{"--key-store", "tpm2", "--tpm-device", sw.Device}}
+		return &hardware{store: store, initArgs: []string{"--key-store", "tpm", "--tpm-device", sw.Device}}
 	case "pkcs11":
 		tok := testtool.NewSoftHSMToken(t, "ggcore-e2e", "246810")
 		pin := filepath.Join(t.TempDir(), "token.pin")
@@ -83,7 +84,7 @@ func TestCoreKeysInTPM(t *testing.T) {
 	for _, kt := range []string{"ecp256", "rsa2048"} {
 		t.Run(kt, func(t *testing.T) {
 			t.Parallel()
-			testCoreKeysInHardware(t, "tpm2", kt)
+			testCoreKeysInHardware(t, "tpm", kt)
 		})
 	}
 }
@@ -95,11 +96,28 @@ func TestCoreKeysInToken(t *testing.T) {
 	}
 }
 
+// hardwareFleetRoutes are the MQTT devices of testCoreKeysInHardware,
+// each publisher routed to its subscriber on sensors/<publisher>/#: one
+// client ID for each connection, so that no connection takes over the
+// session of another (the broker may still be tearing down the old
+// session of a client ID when the same ID connects again). "sensor" is
+// the device of the TLS-only checks.
+var hardwareFleetRoutes = []route{
+	{"sensor-mosq-tls12", "sensors/sensor-mosq-tls12/#", "display-mosq"},
+	{"sensor-mosq-tls13", "sensors/sensor-mosq-tls13/#", "display-mosq"},
+	{"sensor-paho-tls12", "sensors/sensor-paho-tls12/#", "display-paho"},
+	{"sensor-paho-tls13", "sensors/sensor-paho-tls13/#", "display-paho"},
+}
+
 func testCoreKeysInHardware(t *testing.T, store, kt string) {
 	h := newHardware(t, store)
-	f := newFleetWith(t, append(h.initArgs, "--key-type", kt, "--server-key-type", kt), "sensor", "display")
+	devices := []string{"sensor", "display-mosq", "display-paho"}
+	for _, r := range hardwareFleetRoutes {
+		devices = append(devices, r.from)
+	}
+	f := newFleetWith(t, append(h.initArgs, "--key-type", kt, "--server-key-type", kt), devices...)
 	assertNoPlaintextCoreKeys(t, f, store)
-	f.setRoutes(t, route{"sensor", "sensors/sensor/#", "display"})
+	f.setRoutes(t, hardwareFleetRoutes...)
 
 	// In-process uses of the keys come first: a swtpm has one client at
 	// a time, and ggcore keeps its connection.
@@ -115,34 +133,36 @@ func testCoreKeysInHardware(t *testing.T, store, kt string) {
 	}
 
 	t.Run("mosquitto", func(t *testing.T) {
-		sub, codes := f.startMosqSub(t, "display", 1, "sensors/sensor/#")
+		sub, codes := f.startMosqSub(t, "display-mosq", 1, "sensors/#")
 		if len(codes) != 1 || codes[0] != 1 {
 			t.Fatalf("SUBACK %v; want [1]", codes)
 		}
 		defer sub.stop()
-		for _, v := range []string{"tlsv1.2", "tlsv1.3"} {
-			payload := "reading over " + v
-			if code, out := f.mosqPub(t, f.identity("sensor"), "sensor", "sensors/sensor/t", payload, 1, "--tls-version", v); code != 0 {
-				t.Fatalf("mosquitto_pub --tls-version %s: exit %d:\n%s", v, code, out)
+		for _, v := range []struct{ option, device string }{{"tlsv1.2", "sensor-mosq-tls12"}, {"tlsv1.3", "sensor-mosq-tls13"}} {
+			payload := "reading over " + v.option
+			if code, out := f.mosqPub(t, f.identity(v.device), v.device, "sensors/"+v.device+"/t", payload, 1, "--tls-version", v.option); code != 0 {
+				t.Fatalf("mosquitto_pub --tls-version %s: exit %d:\n%s", v.option, code, out)
 			}
-			assertReceived(t, sub.name, sub.receiveUntil(t, payload), payload)
+			mqtttest.AssertPayloads(t, sub.Name(), sub.ReceiveUntil(t, payload), payload)
 		}
 	})
 
 	t.Run("paho", func(t *testing.T) {
-		for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-			sensor := f.identity("sensor").tlsCertificate(t)
-			cfg := f.clientTLS(t, sensor)
-			cfg.MinVersion, cfg.MaxVersion = version, version
-			pub, _, err := f.dial5With(t, cfg, &paho.Connect{ClientID: "sensor", CleanStart: true, KeepAlive: 30})
+		display := f.connect5(t, "display-paho")
+		display.MustSubscribe(t, 1, "sensors/#")
+		for _, v := range []struct {
+			version uint16
+			device  string
+		}{{tls.VersionTLS12, "sensor-paho-tls12"}, {tls.VersionTLS13, "sensor-paho-tls13"}} {
+			cfg := f.clientTLS(t, f.identity(v.device).tlsCertificate(t))
+			cfg.MinVersion, cfg.MaxVersion = v.version, v.version
+			pub, _, err := f.dial5With(t, cfg, &paho.Connect{ClientID: v.device, CleanStart: true, KeepAlive: 30})
 			if err != nil {
-				t.Fatalf("%s: %v", tls.VersionName(version), err)
+				t.Fatalf("%s: %v", tls.VersionName(v.version), err)
 			}
-			display := f.connect5(t, "display")
-			display.mustSubscribe(t, "sensors/sensor/#", 1)
-			payload := "paho over " + tls.VersionName(version)
-			pub.mustPublish(t, "sensors/sensor/t", payload, 1, false)
-			assertReceived(t, "display", display.receiveUntil(t, payload), payload)
+			payload := "paho over " + tls.VersionName(v.version)
+			pub.MustPublish(t, "sensors/"+v.device+"/t", payload, 1, false)
+			mqtttest.AssertPayloads(t, display.Name(), display.ReceiveUntil(t, payload), payload)
 		}
 	})
 
@@ -164,8 +184,8 @@ func testCoreKeysInHardware(t *testing.T, store, kt string) {
 		var wg sync.WaitGroup
 		for range n {
 			wg.Go(func() {
-				d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 30 * time.Second}, Config: cfg}
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*testtool.Timeout)
 				defer cancel()
 				conn, err := d.DialContext(ctx, "tcp", f.addr())
 				if err == nil {
@@ -235,9 +255,9 @@ func assertNoPlaintextCoreKeys(t *testing.T, f *fleet, store string) {
 		switch {
 		case store == "pkcs11" && err == nil:
 			t.Errorf("%s exists in a token bundle", path)
-		case store == "tpm2" && err != nil:
+		case store == "tpm" && err != nil:
 			t.Errorf("TPM key file: %v", err)
-		case store == "tpm2" && !bytes.Contains(data, []byte("-----BEGIN TSS2 PRIVATE KEY-----")):
+		case store == "tpm" && !bytes.Contains(data, []byte("-----BEGIN TSS2 PRIVATE KEY-----")):
 			t.Errorf("%s is not a TPM-wrapped key:\n%s", path, data)
 		}
 	}
@@ -260,13 +280,20 @@ func testUpstreamClientKey(t *testing.T, f *fleet) {
 	up := startUpstream(t, f)
 	roots := x509.NewCertPool()
 	roots.AddCert(up.ca)
-	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		tc := tlsconf.Client(roots, "127.0.0.1", func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil })
-		tc.MinVersion, tc.MaxVersion = version, version
-		payload := "upstream over " + tls.VersionName(version)
-		if err := publishToSelf(up.addr, tc, "core", "core/up", payload); err != nil {
-			t.Errorf("%s with the core's identity key: %v\nmosquitto log:\n%s", tls.VersionName(version), err, up.log())
-		}
+	for _, v := range []struct {
+		version  uint16
+		clientID string
+	}{{tls.VersionTLS12, "core-tls12"}, {tls.VersionTLS13, "core-tls13"}} {
+		t.Run(tls.VersionName(v.version), func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("with the core's identity key; mosquitto log:\n%s", up.log())
+				}
+			}()
+			tc := tlsconf.Client(roots, "127.0.0.1", func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil })
+			tc.MinVersion, tc.MaxVersion = v.version, v.version
+			publishToSelf(t, up.addr, tc, v.clientID, "core/up", "upstream over "+tls.VersionName(v.version))
+		})
 	}
 	store.Close()
 }
@@ -292,12 +319,11 @@ func startUpstream(t *testing.T, f *fleet) *upstream {
 	mosq := requireTool(t, "mosquitto")
 	dir := t.TempDir()
 	ca := loadAuthority(t, f.rootCA(), f.rootCAKey())
-	serverKey, err := keys.Generate(keys.ECP256)
+	serverKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	caKey := &pki.CA{Cert: ca.cert, Key: ca.key}
-	serverCert, err := caKey.Issue(serverKey.Public(), pki.Leaf{CommonName: "upstream", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+	serverCert, err := ca.Issue(serverKey.Public(), pki.Leaf{CommonName: "upstream", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
 		Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -313,84 +339,61 @@ func startUpstream(t *testing.T, f *fleet) *upstream {
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	u := &upstream{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), ca: ca.cert, logFile: filepath.Join(dir, "mosquitto.log")}
-	conf := []string{
-		"persistence false", "allow_anonymous false", "log_dest file " + u.logFile, "log_type all",
-		fmt.Sprintf("listener %d 127.0.0.1", port),
-		"cafile " + f.rootCA(), "certfile " + certFile, "keyfile " + keyFile,
-		"require_certificate true", "use_identity_as_username true",
-	}
-	if os.Geteuid() == 0 {
-		conf = append(conf, "user root") // mosquitto would drop to a user that cannot read the test's files
-	}
-	confFile := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confFile, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(mosq, "-c", confFile)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("tcp", u.addr); err == nil {
-			c.Close()
-			break
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		u := &upstream{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), ca: ca.Cert,
+			logFile: filepath.Join(dir, fmt.Sprintf("mosquitto-%d.log", attempt))}
+		conf := []string{
+			"persistence false", "allow_anonymous false", "log_dest file " + u.logFile, "log_type all",
+			fmt.Sprintf("listener %d 127.0.0.1", port),
+			"cafile " + f.rootCA(), "certfile " + certFile, "keyfile " + keyFile,
+			"require_certificate true", "use_identity_as_username true",
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto not listening on %s within 10s:\n%s\n%s", u.addr, out.String(), u.log())
+		if os.Geteuid() == 0 {
+			conf = append(conf, "user root") // mosquitto would drop to a user that cannot read the test's files
 		}
-		time.Sleep(20 * time.Millisecond)
+		confFile := filepath.Join(dir, "mosquitto.conf")
+		if err := os.WriteFile(confFile, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		proc := testtool.StartProcess(t, exec.Command(mosq, "-c", confFile))
+		// mosquitto says "running" once its listener is open, and exits
+		// if it cannot open it.
+		testtool.Poll(testtool.Timeout, func() bool {
+			select {
+			case <-proc.Exited():
+				return true
+			default:
+				return strings.Contains(u.log(), " running")
+			}
+		})
+		select {
+		case <-proc.Exited():
+			if out := proc.Output.String() + u.log(); attempt < 3 && strings.Contains(out, "in use") {
+				t.Logf("port %d taken; mosquitto tries another", port)
+				continue
+			}
+			t.Fatalf("mosquitto exited (%v):\n%s\n%s", proc.Err(), proc.Output, u.log())
+		default:
+		}
+		if !strings.Contains(u.log(), " running") {
+			t.Fatalf("mosquitto not running on %s within %v:\n%s\n%s", u.addr, testtool.Timeout, proc.Output, u.log())
+		}
+		return u
 	}
-	return u
 }
 
 // publishToSelf connects over TLS as clientID, subscribes to topic,
 // publishes payload at QoS 1 and waits for it to come back.
-func publishToSelf(addr string, tc *tls.Config, clientID, topic, payload string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	d := tls.Dialer{Config: tc}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func publishToSelf(t *testing.T, addr string, tc *tls.Config, clientID, topic, payload string) {
+	t.Helper()
+	c, _, err := mqtttest.Dial(t, addr, tc, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30})
 	if err != nil {
-		return fmt.Errorf("TLS: %w", err)
+		t.Fatalf("connect to %s as %s: %v", addr, clientID, err)
 	}
-	defer conn.Close()
-	got := make(chan string, 1)
-	c := paho.NewClient(paho.ClientConfig{
-		ClientID: clientID,
-		Conn:     packets.NewThreadSafeConn(conn),
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			select {
-			case got <- string(pr.Packet.Payload):
-			default:
-			}
-			return true, nil
-		}},
-		OnClientError: func(error) {},
-	})
-	if ca, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30}); err != nil {
-		return fmt.Errorf("CONNECT: %w (CONNACK %v)", err, connackCode(ca))
-	}
-	defer c.Disconnect(&paho.Disconnect{})
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err != nil {
-		return fmt.Errorf("SUBSCRIBE: %w", err)
-	}
-	if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)}); err != nil {
-		return fmt.Errorf("PUBLISH: %w", err)
-	}
-	select {
-	case p := <-got:
-		if p != payload {
-			return fmt.Errorf("received %q, want %q", p, payload)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("own message not received: %w", ctx.Err())
-	}
+	c.MustSubscribe(t, 1, topic)
+	c.MustPublish(t, topic, payload, 1, false)
+	mqtttest.AssertPayloads(t, clientID, c.ReceiveUntil(t, payload), payload)
 }
 
 // testSecretsEnvelope wraps a data key with the SecretsManager public key

@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 // mosqArgs are the connection options of mosquitto_pub/mosquitto_sub for
@@ -30,11 +33,11 @@ func (f *fleet) mosqPub(t *testing.T, id identity, clientID, topic, payload stri
 	pub := requireTool(t, "mosquitto_pub")
 	args := append(f.mosqArgs(id, clientID), "-t", topic, "-m", payload, "-q", strconv.Itoa(qos), "-d")
 	args = append(args, extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtool.Timeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, pub, args...).CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("mosquitto_pub %s: still running after 15s:\n%s", strings.Join(args, " "), out)
+		t.Fatalf("mosquitto_pub %s: still running after %v:\n%s", strings.Join(args, " "), testtool.Timeout, out)
 	}
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -53,13 +56,13 @@ func (f *fleet) mustMosqPub(t *testing.T, dev, topic, payload string, qos int) {
 	}
 }
 
-// mosqSub is a running mosquitto_sub (MQTT 3.1.1).
+// mosqSub is a running mosquitto_sub (MQTT 3.1.1); its Inbox holds what
+// it received.
 type mosqSub struct {
-	name    string
+	*mqtttest.Inbox
 	cmd     *exec.Cmd
-	out     *logBuffer // everything it printed
-	msgs    chan message
-	granted chan []int // the SUBACK return codes, once
+	out     *testtool.Buffer // everything it printed
+	granted chan []int       // the SUBACK return codes, once
 
 	mu     sync.Mutex
 	codes  []int // the SUBACK return codes, when they came
@@ -81,10 +84,9 @@ func (f *fleet) startMosqSub(t *testing.T, dev string, qos int, filters ...strin
 	// come out when it happens, so run it line-buffered (coreutils stdbuf).
 	stdbuf := requireTool(t, "stdbuf")
 	s := &mosqSub{
-		name:    dev + " (mosquitto_sub)",
+		Inbox:   mqtttest.NewInbox(dev + " (mosquitto_sub)"),
 		cmd:     exec.Command(stdbuf, append([]string{"-oL", path}, args...)...),
-		out:     &logBuffer{},
-		msgs:    make(chan message, 256),
+		out:     &testtool.Buffer{},
 		granted: make(chan []int, 1),
 		exited:  make(chan struct{}),
 	}
@@ -111,7 +113,7 @@ func (f *fleet) startMosqSub(t *testing.T, dev string, qos int, filters ...strin
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
-			t.Logf("%s output:\n%s", s.name, s.out)
+			t.Logf("%s output:\n%s", s.Name(), s.out)
 		}
 	})
 	select {
@@ -124,8 +126,8 @@ func (f *fleet) startMosqSub(t *testing.T, dev string, qos int, filters ...strin
 		default:
 		}
 		t.Fatalf("mosquitto_sub %s exited before its SUBACK:\n%s", strings.Join(args, " "), s.out)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("mosquitto_sub %s: no SUBACK within 10s:\n%s", strings.Join(args, " "), s.out)
+	case <-time.After(testtool.Timeout):
+		t.Fatalf("mosquitto_sub %s: no SUBACK within %v:\n%s", strings.Join(args, " "), testtool.Timeout, s.out)
 	}
 	return nil, nil
 }
@@ -203,23 +205,14 @@ func (s *mosqSub) read(r io.Reader) {
 			if len(f) < 4 {
 				continue
 			}
-			m := message{topic: f[3], retain: f[1] == "1"}
+			m := mqtttest.Message{Topic: f[3], Retain: f[1] == "1"}
 			if len(f) == 5 {
-				m.payload = f[4]
+				m.Payload = f[4]
 			}
 			if q, err := strconv.Atoi(f[2]); err == nil {
-				m.qos = byte(q)
+				m.QoS = byte(q)
 			}
-			select {
-			case s.msgs <- m:
-			default:
-			}
+			s.Put(m)
 		}
 	}
-}
-
-// receiveUntil: see client5.receiveUntil.
-func (s *mosqSub) receiveUntil(t *testing.T, control string) []message {
-	t.Helper()
-	return collectUntil(t, s.name, s.msgs, control)
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"os"
 	"testing"
+
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 // Case 11: SIGHUP applies a new group.json; a malformed one is refused and
@@ -13,16 +15,16 @@ func TestReloadGroup(t *testing.T) {
 	f.setRoutes(t, route{"dev1", "a/#", "dev2"})
 	core := startCore(t, f)
 	dev1, dev2 := f.connect5(t, "dev1"), f.connect5(t, "dev2")
-	dev2.mustSubscribe(t, "#", 1) // granted through a/#; b/ is not routed yet
+	dev2.MustSubscribe(t, 1, "#") // granted through a/#; b/ is not routed yet
 
-	_, _ = dev1.publish(t, "b/x", "b before reload", 1, false)
-	dev1.mustPublish(t, "a/x", "control 1", 1, false)
-	assertReceived(t, "dev2", dev2.receiveUntil(t, "control 1"), "control 1")
+	dev1.Publish(t, "b/x", "b before reload", 1, false)
+	dev1.MustPublish(t, "a/x", "control 1", 1, false)
+	mqtttest.AssertPayloads(t, "dev2", dev2.ReceiveUntil(t, "control 1"), "control 1")
 
 	f.setRoutes(t, route{"dev1", "a/#", "dev2"}, route{"dev1", "b/#", "dev2"})
 	core.reload(t, "group reloaded")
-	dev1.mustPublish(t, "b/x", "b after reload", 1, false)
-	assertReceived(t, "dev2", dev2.receiveUntil(t, "b after reload"), "b after reload")
+	dev1.MustPublish(t, "b/x", "b after reload", 1, false)
+	mqtttest.AssertPayloads(t, "dev2", dev2.ReceiveUntil(t, "b after reload"), "b after reload")
 
 	good, err := os.ReadFile(f.groupPath())
 	if err != nil {
@@ -49,9 +51,9 @@ func TestReloadGroup(t *testing.T) {
 			m.write(t)
 			core.reload(t, "group reload refused")
 			// The last good table (a/# and b/#) still routes.
-			dev1.mustPublish(t, "a/x", "a after refused "+m.name, 1, false)
-			dev1.mustPublish(t, "b/x", "b after refused "+m.name, 1, false)
-			assertReceived(t, "dev2", dev2.receiveUntil(t, "b after refused "+m.name),
+			dev1.MustPublish(t, "a/x", "a after refused "+m.name, 1, false)
+			dev1.MustPublish(t, "b/x", "b after refused "+m.name, 1, false)
+			mqtttest.AssertPayloads(t, "dev2", dev2.ReceiveUntil(t, "b after refused "+m.name),
 				"a after refused "+m.name, "b after refused "+m.name)
 		})
 	}

@@ -7,19 +7,25 @@ import (
 	"time"
 )
 
-// BenchmarkBoot boots the tpm image (x86_64, TCG, keys in swtpm) b.N
-// times and reports the medians of: QEMU start to `ggcore ready`, QEMU
-// start to the first accepted device connection, and gginit's start to
-// `ggcore ready`; and ggcore's resident memory in the VM as the console
-// reports it. Run it with -benchtime 5x.
+// BenchmarkBoot boots the tpm image (TCG, keys in swtpm, ggcore's
+// kernel) b.N times on each architecture and reports the medians of: QEMU
+// start to `ggcore ready`, QEMU start to the first accepted device
+// connection, and gginit's start to `ggcore ready`; and ggcore's resident
+// memory in the VM as the console reports it. Run it with -benchtime 5x.
 func BenchmarkBoot(b *testing.B) {
-	initrd, kernel := image(b, "tpm", "amd64")
-	bu := provision(b, "tpm2")
+	for _, arch := range []string{"amd64", "arm64"} {
+		b.Run(arch, func(b *testing.B) { benchmarkBoot(b, arch) })
+	}
+}
+
+func benchmarkBoot(b *testing.B, arch string) {
+	initrd, kernel := image(b, "tpm", arch)
+	bu := provision(b, "tpm")
 	disk := bu.disk(b, nil)
 	var ready, connected, initToReady []time.Duration
 	rss := ""
 	for b.Loop() {
-		v := boot(b, "amd64", initrd, kernel, disk, bu.tpm.Dir)
+		v := boot(b, arch, initrd, kernel, disk, bu.tpm.Dir)
 		connected = append(connected, v.firstConnection(b, bu))
 		initSeen := v.waitFor(b, "gginit starting", bootTimeout)
 		r := v.waitFor(b, "ggcore ready", bootTimeout)

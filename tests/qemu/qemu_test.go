@@ -30,6 +30,11 @@ import (
 // slowest).
 const bootTimeout = 4 * time.Minute
 
+// guestTimeout bounds what a device does against a booted guest (TLS
+// handshake, SUBACK, a routed message): the guest is emulated, and on a
+// loaded 2-core machine a handshake in it can take tens of seconds.
+const guestTimeout = 3 * time.Minute
+
 // env is what TestMain prepares for every test: the repository, ggprov,
 // and a build directory whose kernel cache is the repository's.
 type env struct {
@@ -95,8 +100,11 @@ func image(t testing.TB, flavor, arch string) (initrd, kernel string) {
 	return filepath.Join(e.build, "images", "ggcore-"+flavor+"-"+arch+".cpio.xz"), filepath.Join(e.build, "images", "vmlinuz-"+arch)
 }
 
+// buildImage runs initramfs/build.sh. Its first run on a machine also
+// compiles the kernel (`make kernel`, cached in build/kernel): up to half
+// an hour on a loaded 2-core machine.
 func buildImage(build, flavor, arch string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(e.root, "initramfs", "build.sh"), flavor, arch, build)
 	cmd.Dir = e.root
@@ -134,9 +142,9 @@ func provision(t testing.TB, keyStore string) *bundle {
 	args := []string{"init", "--dir", b.dir, "--core", "gw", "--device", "sensor", "--device", "display", "--device", "other",
 		"--bind", "0.0.0.0"}
 	switch keyStore {
-	case "tpm2":
+	case "tpm":
 		b.tpm = testtool.StartSWTPM(t, "unix")
-		args = append(args, "--key-store", "tpm2", "--tpm-device", b.tpm.Device)
+		args = append(args, "--key-store", "tpm", "--tpm-device", b.tpm.Device)
 	case "pkcs11":
 		b.token = testtool.NewSoftHSMToken(t, "gw-token", "4711")
 		b.pinFile = filepath.Join(t.TempDir(), "pin")
@@ -255,8 +263,9 @@ type vm struct {
 }
 
 // boot starts QEMU on the image with disk ("none" for no disk) and, if
-// tpmState is not "", a swtpm with that state.
-func boot(t testing.TB, arch, initrd, kernel, disk, tpmState string) *vm {
+// tpmState is not "", a swtpm with that state. env adds qemu.sh's
+// settings (GGCORE_QEMU_APPEND=..., GGCORE_QEMU_ARGS=...).
+func boot(t testing.TB, arch, initrd, kernel, disk, tpmState string, env ...string) *vm {
 	t.Helper()
 	v := &vm{console: &console{}, exited: make(chan struct{}), port: testtool.FreePort(t)}
 	args := []string{arch, initrd, kernel, disk, strconv.Itoa(v.port)}
@@ -264,6 +273,9 @@ func boot(t testing.TB, arch, initrd, kernel, disk, tpmState string) *vm {
 		args = append(args, tpmState)
 	}
 	v.cmd = exec.Command(filepath.Join(e.root, "initramfs", "qemu.sh"), args...)
+	if len(env) > 0 {
+		v.cmd.Env = append(os.Environ(), env...)
+	}
 	v.cmd.Stdout, v.cmd.Stderr = v.console, v.console
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	v.started = time.Now()
@@ -313,7 +325,7 @@ func (b *bundle) mosq(v *vm, dev string) []string {
 // route) does not arrive, sensor's (routed) does, in that order.
 func assertRouting(t testing.TB, b *bundle, v *vm) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
 	sub := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, append(b.mosq(v, "display"), "-t", "sensors/#", "-v", "-q", "1", "-d")...)...)
 	stdout, _ := sub.StdoutPipe()
@@ -337,7 +349,7 @@ func assertRouting(t testing.TB, b *bundle, v *vm) {
 			}
 			subscribed = strings.Contains(l, "received SUBACK")
 		case <-ctx.Done():
-			t.Fatal("no SUBACK from the core within a minute")
+			t.Fatalf("no SUBACK from the core within %v", guestTimeout)
 		}
 	}
 	pub := func(dev, topic, msg string) {

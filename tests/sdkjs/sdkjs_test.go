@@ -21,6 +21,7 @@ import (
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
@@ -90,7 +91,7 @@ func TestDiscoveryClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	register := func(thing string, kt keys.Type, policy string) device {
+	register := func(thing string, kt keyspec.Type, policy string) device {
 		t.Helper()
 		d := issue(t, root, tmp, thing, kt)
 		if policy == "" {
@@ -109,9 +110,9 @@ func TestDiscoveryClient(t *testing.T) {
 	}
 	must(t, st.CreateThing(store.Thing{Name: "gw", ARN: arnBase + "gw"}))
 	must(t, st.SetConnectivity("gw", []store.Endpoint{{Id: "lan", HostAddress: "127.0.0.1", PortNumber: 8883, Metadata: "loopback"}}))
-	sensor := register("sensor", keys.ECP256, devicePolicy)
-	lamp := register("lamp", keys.RSA2048, devicePolicy)
-	stray := register("stray", keys.ECP256, "")
+	sensor := register("sensor", keyspec.ECP256, devicePolicy)
+	lamp := register("lamp", keyspec.RSA2048, devicePolicy)
+	stray := register("stray", keyspec.ECP256, "")
 	groupCA, err := pki.NewCA("group-1 CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -214,17 +215,6 @@ func TestDiscoveryClient(t *testing.T) {
 	}
 }
 
-// unavailable ends the test for want of something this machine lacks:
-// it skips, or fails under CI=true, where a missing peer is a broken
-// install step (internal/testtool's rule).
-func unavailable(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true, so this test may not skip)")
-	}
-	t.Skip(msg)
-}
-
 // requireNode returns the paths of node and npm, or ends the test.
 func requireNode(t *testing.T) (node, npm string) {
 	t.Helper()
@@ -234,7 +224,7 @@ func requireNode(t *testing.T) (node, npm string) {
 	}{{"node", &node}, {"npm", &npm}} {
 		path, err := exec.LookPath(p.name)
 		if err != nil {
-			unavailable(t, fmt.Sprintf("%s not found in PATH: this test runs the AWS IoT Device SDK for JavaScript v2 with node "+
+			testtool.Unavailable(t, fmt.Sprintf("%s not found in PATH: this test runs the AWS IoT Device SDK for JavaScript v2 with node "+
 				"and installs it with npm; install them (Debian: `apt-get install nodejs npm`)", p.name))
 		}
 		*p.path = path
@@ -307,7 +297,7 @@ func listen(t *testing.T, port int) net.Listener {
 		t.Fatalf("listen %s: %v: the SDK's DiscoveryClient always connects to port %d (it has no port parameter), "+
 			"so this test needs that port free; stop whatever listens there (ss -ltnp 'sport = :%d')", addr, err, port, port)
 	case errors.Is(err, syscall.EACCES):
-		unavailable(t, fmt.Sprintf("listen %s: %v: the SDK's DiscoveryClient always connects to port %d (it has no port parameter); "+
+		testtool.Unavailable(t, fmt.Sprintf("listen %s: %v: the SDK's DiscoveryClient always connects to port %d (it has no port parameter); "+
 			"binding it needs root, CAP_NET_BIND_SERVICE or `sysctl net.ipv4.ip_unprivileged_port_start=%d`", addr, err, port, port))
 	default:
 		t.Fatalf("listen %s: %v", addr, err)
@@ -328,7 +318,7 @@ func serve(t *testing.T, port int, root *pki.CA, dataDir string) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ggcloud: %v\n%s", err, out)
 	}
-	key, err := keys.Generate(keys.ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,40 +331,18 @@ func serve(t *testing.T, port int, root *pki.CA, dataDir string) {
 	writeFile(t, certFile, pki.EncodeCertificate(cert))
 	writeFile(t, keyFile, marshalKey(t, key))
 
-	var log testtool.Buffer
-	cmd := exec.Command(bin, "--data", dataDir, "serve", "--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		"--cert", certFile, "--key", keyFile, "--region", region, "--account", account)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	ggcloud := testtool.StartProcess(t, exec.Command(bin, "--data", dataDir, "serve", "--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		"--cert", certFile, "--key", keyFile, "--region", region, "--account", account))
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("ggcloud did not stop cleanly: %v\n%s", err, log.String())
-			}
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("ggcloud did not stop within 10 s of SIGTERM")
+		if err := ggcloud.Stop(); err != nil {
+			t.Errorf("ggcloud did not stop cleanly: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("ggcloud log:\n%s", log.String())
+			t.Logf("ggcloud log:\n%s", ggcloud.Output)
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(log.String(), "ggcloud ready"); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			t.Fatalf("ggcloud exited (%v):\n%s", err, log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ggcloud not ready within 20 s:\n%s", log.String())
-		}
+	if !ggcloud.WaitFor("ggcloud ready", 0) {
+		t.Fatalf("ggcloud not ready within %v (exit: %v):\n%s", testtool.Timeout, ggcloud.Err(), ggcloud.Output)
 	}
 }
 
@@ -399,9 +367,9 @@ func negotiated(t *testing.T, port int, d device, rootFile string) string {
 
 // issue makes a key of type kt and a client certificate from root for
 // thing, written as PEM files in dir.
-func issue(t *testing.T, root *pki.CA, dir, thing string, kt keys.Type) device {
+func issue(t *testing.T, root *pki.CA, dir, thing string, kt keyspec.Type) device {
 	t.Helper()
-	key, err := keys.Generate(kt)
+	key, err := kt.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,13 +74,13 @@ func BenchmarkServeMemory10k(b *testing.B) {
 	}
 	b.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
 	var addr string
-	for deadline := time.Now().Add(15 * time.Second); addr == ""; time.Sleep(10 * time.Millisecond) {
+	if !testtool.Poll(testtool.Timeout, func() bool {
 		if m := readyLine.FindStringSubmatch(stderr.String()); m != nil {
 			addr = m[1]
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("ggcloud not ready:\n%s", stderr.String())
-		}
+		return addr != ""
+	}) {
+		b.Fatalf("ggcloud not ready within %v:\n%s", testtool.Timeout, stderr.String())
 	}
 	for b.Loop() {
 		for range 100 {

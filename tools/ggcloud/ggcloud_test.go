@@ -330,13 +330,9 @@ func TestBinaryStopsOnSIGTERM(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	deadline := time.Now().Add(15 * time.Second)
-	for !readyLine.MatchString(log.String()) {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("not ready:\n%s", log)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testtool.Poll(testtool.Timeout, func() bool { return readyLine.MatchString(log.String()) }) {
+		cmd.Process.Kill()
+		t.Fatalf("not ready within %v:\n%s", testtool.Timeout, log)
 	}
 	if out, err := exec.Command(bin, "--data", data, "thing", "create", "gw").CombinedOutput(); err != nil {
 		t.Errorf("thing create while serving: %v %s", err, out)
@@ -347,9 +343,9 @@ func TestBinaryStopsOnSIGTERM(t *testing.T) {
 		if err != nil {
 			t.Errorf("exit after SIGTERM: %v\n%s", err, log)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(testtool.Timeout):
 		cmd.Process.Kill()
-		t.Fatalf("no exit after SIGTERM:\n%s", log)
+		t.Fatalf("no exit within %v of SIGTERM:\n%s", testtool.Timeout, log)
 	}
 	if _, err := os.Stat(admin.SocketPath(data)); !os.IsNotExist(err) {
 		t.Errorf("admin socket left behind: %v", err)

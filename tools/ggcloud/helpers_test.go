@@ -17,6 +17,7 @@ import (
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 )
 
@@ -66,7 +67,7 @@ func newPKI(t testing.TB) *pkiFiles {
 		t.Fatal(err)
 	}
 	p.groupKey = write(t, dir, "group-ca.key", key)
-	srvKey, err := keys.Generate(keys.ECP256)
+	srvKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ type thing struct {
 // issue makes a client certificate for name, valid until notAfter.
 func (p *pkiFiles) issue(t testing.TB, name string, notAfter time.Time) thing {
 	t.Helper()
-	key, err := keys.Generate(keys.ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,22 +145,23 @@ func serve(t testing.TB, data string, p *pkiFiles, extra ...string) *server {
 	s := &server{stderr: &testtool.Buffer{}, stop: cancel, done: make(chan int, 1)}
 	args := append([]string{"--data", data, "serve", "--listen", "127.0.0.1:0", "--cert", p.serverCert, "--key", p.server}, extra...)
 	go func() { s.done <- run(ctx, args, &bytes.Buffer{}, s.stderr) }()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	exited := false
+	ready := testtool.Poll(testtool.Timeout, func() bool {
 		if m := readyLine.FindStringSubmatch(s.stderr.String()); m != nil {
 			s.addr = m[1]
-			break
+			return true
 		}
 		select {
 		case code := <-s.done:
-			cancel()
-			t.Fatalf("ggcloud serve exited %d before it was ready:\n%s", code, s.stderr)
-		case <-time.After(10 * time.Millisecond):
+			s.done <- code
+			exited = true
+		default:
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("ggcloud serve not ready:\n%s", s.stderr)
-		}
+		return exited
+	})
+	if !ready || exited {
+		cancel()
+		t.Fatalf("ggcloud serve not ready within %v (exited: %t):\n%s", testtool.Timeout, exited, s.stderr)
 	}
 	t.Cleanup(func() { s.shutdown(t) })
 	return s
@@ -177,8 +179,8 @@ func (s *server) shutdown(t testing.TB) int {
 		}
 		close(s.done)
 		return code
-	case <-time.After(15 * time.Second):
-		t.Fatalf("ggcloud serve did not stop:\n%s", s.stderr)
+	case <-time.After(testtool.Timeout):
+		t.Fatalf("ggcloud serve did not stop within %v:\n%s", testtool.Timeout, s.stderr)
 	}
 	return -1
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"path/filepath"
@@ -10,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/packets"
-	"github.com/eclipse/paho.golang/paho"
+	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 var mqttReadyLine = regexp.MustCompile(`msg="ggcloud MQTT broker ready" addr=(\S+)`)
@@ -46,46 +45,24 @@ func TestServeMQTT(t *testing.T) {
 	}
 	addr := m[1]
 
-	connect := func(name string, got chan *paho.Publish) *paho.Client {
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ca.Cert)
+	connect := func(name string) *mqtttest.Client {
 		t.Helper()
-		roots := x509.NewCertPool()
-		roots.AddCert(p.ca.Cert)
-		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{ids[name].tls}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn),
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(r paho.PublishReceived) (bool, error) {
-				got <- r.Packet
-				return true, nil
-			}}})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := c.Connect(ctx, &paho.Connect{ClientID: name, CleanStart: true, KeepAlive: 30}); err != nil {
-			t.Fatalf("connect %s: %v", name, err)
-		}
-		return c
+		return mqtttest.Connect(t, addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{ids[name].tls}}, name)
 	}
-	got := make(chan *paho.Publish, 16)
-	cloud, gw := connect("cloud", got), connect("gw", make(chan *paho.Publish, 16))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if ack, err := cloud.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "sensors/#", QoS: 1}, {Topic: "secret/#", QoS: 1}}}); ack == nil || string(ack.Reasons) != "\x01\x87" {
-		t.Fatalf("SUBACK %+v, %v; want 01 87", ack, err)
+	cloud, gw := connect("cloud"), connect("gw")
+	if codes := cloud.Subscribe(t, 1, "sensors/#", "secret/#"); string(codes) != "\x01\x87" {
+		t.Fatalf("SUBACK %x; want 01 87", codes)
 	}
-	if r, err := gw.Publish(ctx, &paho.Publish{Topic: "sensors/gw/temp", QoS: 1, Payload: []byte("21")}); err != nil || r.ReasonCode != 0 {
-		t.Fatalf("publish: %+v, %v", r, err)
+	if rc := gw.Publish(t, "sensors/gw/temp", "21", 1, false); rc != 0 {
+		t.Fatalf("publish: PUBACK %#x; want 0", rc)
 	}
-	select {
-	case msg := <-got:
-		if msg.Topic != "sensors/gw/temp" || string(msg.Payload) != "21" {
-			t.Errorf("got %s %q", msg.Topic, msg.Payload)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("message not delivered")
+	if msg := cloud.Next(t); msg.Topic != "sensors/gw/temp" || msg.Payload != "21" {
+		t.Errorf("got %v; want sensors/gw/temp \"21\"", msg)
 	}
-	if r, _ := gw.Publish(ctx, &paho.Publish{Topic: "secret/1", QoS: 1, Payload: []byte("x")}); r == nil || r.ReasonCode != 0x87 {
-		t.Errorf("publish outside the policy: %+v; want PUBACK 0x87", r)
+	if rc := gw.Publish(t, "secret/1", "x", 1, false); rc != 0x87 {
+		t.Errorf("publish outside the policy: PUBACK %#x; want 0x87", rc)
 	}
 	for _, want := range []string{
 		`action=iot:Subscribe resource=arn:aws:iot:us-east-1:000000000000:topicfilter/secret/#`,
@@ -101,8 +78,8 @@ func TestServeMQTT(t *testing.T) {
 	}
 	select {
 	case <-cloud.Done():
-	case <-time.After(5 * time.Second):
-		t.Error("MQTT client still connected after ggcloud stopped")
+	case <-time.After(testtool.Timeout):
+		t.Errorf("MQTT client still connected %v after ggcloud stopped", testtool.Timeout)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -41,7 +42,7 @@ func newPEMs(t *testing.T) *pems {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := keys.Generate(keys.RSA2048)
+	other, err := keyspec.RSA2048.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func newPEMs(t *testing.T) *pems {
 // cert returns a new certificate PEM for thing and its ID.
 func (p *pems) cert(t *testing.T, thing string) ([]byte, string) {
 	t.Helper()
-	key, err := keys.Generate(keys.ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
-// Package api serves ggcloud's HTTPS control-plane API (DESIGN.md
-// "Control plane"). Every call is made with a client certificate; the
+// Package api serves ggcloud's HTTPS control-plane API (docs/design.md
+// "HTTPS API"). Every call is made with a client certificate; the
 // certificate must be registered and within its validity, and the AWS IoT
 // policies attached to it must allow the call's action on its resource,
 // or the answer is 403 naming both.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -31,7 +32,7 @@ const (
 	account = "123456789012"
 )
 
-// minimalPolicy is the seed's "Minimal AWS IoT Policy" (testdata, copied
+// minimalPolicy is Greengrass v1's "Minimal AWS IoT Policy" (testdata, copied
 // verbatim) filled in for a core and its group.
 func minimalPolicy(t *testing.T, core, group string) string {
 	t.Helper()
@@ -44,7 +45,7 @@ func minimalPolicy(t *testing.T, core, group string) string {
 
 // fixture is an API over mutual TLS with a registered core gw of group-1
 // and its device sensor, a core gw2 of group-2 and its device lamp, and
-// an unregistered certificate. The cores have the seed's minimal policy,
+// an unregistered certificate. The cores have v1's minimal core policy,
 // the devices a discovery-only policy.
 type fixture struct {
 	url                              string
@@ -72,7 +73,7 @@ func newFixture(t *testing.T) *fixture {
 	// client makes a certificate for thing; with a policy, it registers
 	// the thing and certificate and attaches the policy.
 	client := func(thing, pol string, notAfter time.Time) *http.Client {
-		key, err := keys.Generate(keys.ECP256)
+		key, err := keyspec.ECP256.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +129,7 @@ func newFixture(t *testing.T) *fixture {
 		}
 	}
 
-	srvKey, _ := keys.Generate(keys.ECP256)
+	srvKey, _ := keyspec.ECP256.Generate()
 	srvCert, err := ca.Issue(srvKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
 		Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
 	if err != nil {
@@ -253,7 +254,7 @@ func TestCreateCertificate(t *testing.T) {
 	if code, body := call(t, f.core, "PUT", f.url+"/greengrass/things/gw/connectivityInfo", put); code != 200 {
 		t.Fatalf("update connectivity: %d %s", code, body)
 	}
-	key, _ := keys.Generate(keys.RSA2048)
+	key, _ := keyspec.RSA2048.Generate()
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: "gw"}, DNSNames: []string{"localhost"}}, key)
 	if err != nil {

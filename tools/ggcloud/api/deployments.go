@@ -85,7 +85,7 @@ type coreStatus struct {
 
 // updateCoreDeploymentStatus records what the core reports about a
 // deployment. The resource is the deployment's ARN, "/cores/" and the
-// core's thing ARN URL-encoded (url.QueryEscape), as the seed's minimal
+// core's thing ARN URL-encoded (url.QueryEscape), as v1's minimal
 // policy writes it. Only the deployment's core may report.
 func (s *Server) updateCoreDeploymentStatus(w http.ResponseWriter, r *http.Request) {
 	group, id, ok := pathIDs(w, r)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
-	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -39,7 +39,7 @@ func (f *fixture) deploy(t *testing.T) (string, string) {
 
 func csrBody(t *testing.T) string {
 	t.Helper()
-	key, _ := keys.Generate(keys.RSA2048)
+	key, _ := keyspec.RSA2048.Generate()
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "gw"}}, key)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func csrBody(t *testing.T) string {
 	return string(body)
 }
 
-// TestMinimalPolicy: the seed's minimal policy, filled in for core gw and
+// TestMinimalPolicy: v1's minimal core policy, filled in for core gw and
 // group-1, allows exactly the core's own calls.
 func TestMinimalPolicy(t *testing.T) {
 	f := newFixture(t)

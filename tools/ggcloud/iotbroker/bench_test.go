@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/ggcore/ggcore/internal/testtool"
 )
 
 // benchPolicies are a core's and a cloud client's policies as an
@@ -61,13 +63,14 @@ func benchThroughput(b *testing.B, enforce bool, ttl time.Duration) {
 	var received atomic.Int64
 	done := make(chan struct{})
 	target := int64(b.N)
-	sub.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) {
+	sub.Discard()
+	sub.Paho.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) {
 		if received.Add(1) == target {
 			close(done)
 		}
 		return true, nil
 	})
-	if codes := sub.subscribe(b, "bench/#"); codes[0] != 1 {
+	if codes := sub.Subscribe(b, 1, "bench/#"); codes[0] != 1 {
 		b.Fatalf("SUBACK %x", codes)
 	}
 	pub := e.mustConnect5(core)
@@ -87,7 +90,7 @@ func benchThroughput(b *testing.B, enforce bool, ttl time.Duration) {
 			defer wg.Done()
 			for next.Add(1) <= target {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				r, err := pub.Publish(ctx, &paho.Publish{Topic: "bench/core/t", QoS: 1, Payload: payload})
+				r, err := pub.Paho.Publish(ctx, &paho.Publish{Topic: "bench/core/t", QoS: 1, Payload: payload})
 				cancel()
 				if err != nil || r.ReasonCode != 0 {
 					failed.Store(fmt.Sprint("publish: ", err, r))
@@ -102,8 +105,8 @@ func benchThroughput(b *testing.B, enforce bool, ttl time.Duration) {
 	}
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
-		b.Fatalf("received %d of %d messages", received.Load(), target)
+	case <-time.After(testtool.Timeout):
+		b.Fatalf("received %d of %d messages within %v", received.Load(), target, testtool.Timeout)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()

@@ -3,7 +3,6 @@ package iotbroker
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,13 +17,14 @@ import (
 	"testing"
 	"time"
 
-	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -60,7 +60,7 @@ func newEnv(t testing.TB) *env {
 	}
 	e := &env{t: t, dir: dir, st: st, ca: ca, logs: &testtool.Buffer{}}
 	e.caFile = e.write("ca.pem", pki.EncodeCertificate(ca.Cert))
-	key, err := keys.Generate(keys.ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ type identity struct {
 // not registered.
 func (e *env) issue(name string, notAfter time.Time) identity {
 	e.t.Helper()
-	key, err := keys.Generate(keys.ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -215,154 +215,58 @@ var connectSelf = allow("iot:Connect", "client/${iot:Connection.Thing.ThingName}
 // waitLog waits for a log line containing every one of parts.
 func (e *env) waitLog(t testing.TB, parts ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var found string
+	ok := testtool.Poll(testtool.Timeout, func() bool {
 		for _, line := range strings.Split(e.logs.String(), "\n") {
-			ok := true
-			for _, p := range parts {
-				if !strings.Contains(line, p) {
-					ok = false
-					break
-				}
-			}
-			if ok {
-				return line
+			if containsAll(line, parts) {
+				found = line
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q in:\n%s", parts, e.logs)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	})
+	if !ok {
+		t.Fatalf("no log line with %q within %v in:\n%s", parts, testtool.Timeout, e.logs)
 	}
+	return found
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// clientTLS is id's side of mutual TLS with the broker.
+func (e *env) clientTLS(id identity) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(e.ca.Cert)
+	return &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{id.tls}}
 }
 
 // dial opens a TLS connection to the broker with id's certificate.
 func (e *env) dial(id identity) (*tls.Conn, error) {
-	pool := x509.NewCertPool()
-	pool.AddCert(e.ca.Cert)
-	return tls.Dial("tcp", e.broker.Addr().String(), &tls.Config{
-		RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{id.tls},
-	})
-}
-
-// client5 is a connected MQTT 5 client and the messages it received.
-type client5 struct {
-	*paho.Client
-	got chan *paho.Publish
+	return tls.Dial("tcp", e.broker.Addr().String(), e.clientTLS(id))
 }
 
 // connect5 connects id over MQTT 5 with clientID; configure may change
 // the CONNECT.
-func (e *env) connect5(id identity, clientID string, configure ...func(*paho.Connect)) (*client5, *paho.Connack, error) {
+func (e *env) connect5(id identity, clientID string, configure ...func(*paho.Connect)) (*mqtttest.Client, *paho.Connack, error) {
 	e.t.Helper()
-	conn, err := e.dial(id)
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &client5{got: make(chan *paho.Publish, 1024)}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn: pahopackets.NewThreadSafeConn(conn),
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-			func(r paho.PublishReceived) (bool, error) {
-				select {
-				case c.got <- r.Packet:
-				default:
-				}
-				return true, nil
-			},
-		},
-	})
 	cp := &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30}
 	for _, f := range configure {
 		f(cp)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ack, err := c.Connect(ctx, cp)
-	if err != nil {
-		conn.Close()
-		return nil, ack, err
-	}
-	e.t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c, ack, nil
+	return mqtttest.Dial(e.t, e.broker.Addr().String(), e.clientTLS(id), cp)
 }
 
-func (e *env) mustConnect5(id identity) *client5 {
+// mustConnect5 connects id with its thing name as client ID.
+func (e *env) mustConnect5(id identity) *mqtttest.Client {
 	e.t.Helper()
-	c, _, err := e.connect5(id, id.name)
-	if err != nil {
-		e.t.Fatalf("connect %s: %v", id.name, err)
-	}
-	return c
-}
-
-// subscribe subscribes to filters at QoS 1 and returns the reason codes.
-func (c *client5) subscribe(t testing.TB, filters ...string) []byte {
-	t.Helper()
-	s := &paho.Subscribe{}
-	for _, f := range filters {
-		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: 1})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ack, err := c.Subscribe(ctx, s)
-	if ack == nil {
-		t.Fatalf("subscribe %q: %v", filters, err)
-	}
-	return ack.Reasons
-}
-
-// publish publishes payload on topic at qos and returns the PUBACK's
-// reason code (0 for QoS 0).
-func (c *client5) publish(t testing.TB, topic string, qos byte, payload string) byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)})
-	if r == nil {
-		t.Fatalf("publish %s: %v", topic, err)
-	}
-	return r.ReasonCode
-}
-
-// expect waits for a message on topic with payload.
-func (c *client5) expect(t testing.TB, topic, payload string) *paho.Publish {
-	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case m := <-c.got:
-			if m.Topic == topic && string(m.Payload) == payload {
-				return m
-			}
-			t.Logf("ignoring %s %q while waiting for %s %q", m.Topic, m.Payload, topic, payload)
-		case <-timeout:
-			t.Fatalf("no message %s %q", topic, payload)
-			return nil
-		}
-	}
-}
-
-// next returns the next message, waiting up to 5 s.
-func (c *client5) next(t testing.TB) *paho.Publish {
-	t.Helper()
-	select {
-	case m := <-c.got:
-		return m
-	case <-time.After(5 * time.Second):
-		t.Fatal("no message")
-		return nil
-	}
-}
-
-// expectNothing checks that no message arrives for a while.
-func (c *client5) expectNothing(t testing.TB, wait time.Duration) {
-	t.Helper()
-	select {
-	case m := <-c.got:
-		t.Errorf("unexpected message %s %q", m.Topic, m.Payload)
-	case <-time.After(wait):
-	}
+	return mqtttest.Connect(e.t, e.broker.Addr().String(), e.clientTLS(id), id.name)
 }
 
 // client3 is a raw MQTT 3.1.1 connection, for what paho.golang (MQTT 5
@@ -422,9 +326,9 @@ func (c *client3) send(pk packets.Packet) {
 	}
 }
 
-// read reads one packet, within 5 s.
+// read reads one packet, within testtool.Timeout.
 func (c *client3) read() (packets.Packet, error) {
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.conn.SetReadDeadline(time.Now().Add(testtool.Timeout))
 	var pk packets.Packet
 	hb, err := c.r.ReadByte()
 	if err != nil {
@@ -475,8 +379,8 @@ func (c *client3) subscribe(id uint16, filters ...string) []byte {
 	return ack.ReasonCodes
 }
 
-// closed reports whether the broker closed the connection (within 5 s),
-// and any packet it sent first.
+// closed reports whether the broker closed the connection (within
+// testtool.Timeout), and any packet it sent first.
 func (c *client3) closed() (bool, []packets.Packet) {
 	var got []packets.Packet
 	for {

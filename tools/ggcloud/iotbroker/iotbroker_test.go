@@ -12,6 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
 
@@ -53,22 +54,22 @@ func TestAllowedFlows(t *testing.T) {
 	e.start(0)
 
 	g, c := e.mustConnect5(gw), e.mustConnect5(cloud)
-	if codes := c.subscribe(t, "sensors/#"); string(codes) != "\x01" {
+	if codes := c.Subscribe(t, 1, "sensors/#"); string(codes) != "\x01" {
 		t.Fatalf("cloud SUBACK %x; want 01", codes)
 	}
-	if codes := g.subscribe(t, "commands/gw"); string(codes) != "\x01" {
+	if codes := g.Subscribe(t, 1, "commands/gw"); string(codes) != "\x01" {
 		t.Fatalf("gw SUBACK %x; want 01", codes)
 	}
-	if rc := g.publish(t, "sensors/gw/temp", 1, "21"); rc != 0 {
+	if rc := g.Publish(t, "sensors/gw/temp", "21", 1, false); rc != 0 {
 		t.Fatalf("gw PUBACK %#x; want 0", rc)
 	}
-	if m := c.expect(t, "sensors/gw/temp", "21"); m.QoS != 1 {
+	if m := c.Expect(t, "sensors/gw/temp", "21"); m.QoS != 1 {
 		t.Errorf("delivered at QoS %d; want 1", m.QoS)
 	}
-	if rc := c.publish(t, "commands/gw", 1, "on"); rc != 0 {
+	if rc := c.Publish(t, "commands/gw", "on", 1, false); rc != 0 {
 		t.Fatalf("cloud PUBACK %#x; want 0", rc)
 	}
-	g.expect(t, "commands/gw", "on")
+	g.Expect(t, "commands/gw", "on")
 
 	l, rc := e.connect3(legacy, "legacy")
 	if rc != 0 {
@@ -78,7 +79,7 @@ func TestAllowedFlows(t *testing.T) {
 	if ack, err := l.read(); err != nil || ack.FixedHeader.Type != packets.Puback || ack.PacketID != 7 {
 		t.Fatalf("MQTT 3.1.1 publish: got %+v, %v; want PUBACK 7", ack.FixedHeader, err)
 	}
-	c.expect(t, "sensors/legacy", "v3")
+	c.Expect(t, "sensors/legacy", "v3")
 	if strings.Contains(e.logs.String(), "refused") {
 		t.Errorf("refusals logged:\n%s", e.logs)
 	}
@@ -162,66 +163,70 @@ func TestConnectRefused(t *testing.T) {
 func TestPublishRefused(t *testing.T) {
 	e := newEnv(t)
 	policy := strings.Join([]string{connectSelf, allow("iot:Publish", "topic/ok/*")}, ",")
-	pub, pub3 := e.thing("pub", policy), e.thing("pub3", policy)
+	// One thing for each connection: the MQTT 3.1.1 ones are closed by the
+	// broker, and a client ID that connects again could meet its old
+	// session still being torn down.
+	pub, pub3q0, pub3q1 := e.thing("pub", policy), e.thing("pub3q0", policy), e.thing("pub3q1", policy)
 	sub := e.thing("sub", strings.Join([]string{connectSelf, allow("iot:Subscribe iot:Receive", "*")}, ","))
 	e.start(0)
 	s := e.mustConnect5(sub)
-	s.subscribe(t, "#")
+	s.Subscribe(t, 1, "#")
 
 	t.Run("MQTT 5", func(t *testing.T) {
 		p := e.mustConnect5(pub)
-		if rc := p.publish(t, "secret/1", 1, "x"); rc != 0x87 {
+		if rc := p.Publish(t, "secret/1", "x", 1, false); rc != 0x87 {
 			t.Errorf("QoS 1 PUBACK %#x; want 0x87", rc)
 		}
 		e.waitLog(t, "client=pub", "action=iot:Publish", "resource="+arn+"topic/secret/1", "no policy allows")
-		p.publish(t, "secret/0", 0, "x")
+		p.Publish(t, "secret/0", "x", 0, false)
 		// The connection stays: the next allowed message goes through,
 		// and nothing refused arrived before it.
-		if rc := p.publish(t, "ok/1", 1, "y"); rc != 0 {
+		if rc := p.Publish(t, "ok/1", "y", 1, false); rc != 0 {
 			t.Errorf("allowed QoS 1 PUBACK %#x; want 0", rc)
 		}
-		s.expect(t, "ok/1", "y")
+		s.Expect(t, "ok/1", "y")
 		e.waitLog(t, "client=pub", "action=iot:Publish", "resource="+arn+"topic/secret/0")
 	})
-	for _, qos := range []byte{0, 1} {
-		t.Run("MQTT 3.1.1 QoS "+string('0'+qos), func(t *testing.T) {
-			c, rc := e.connect3(pub3, "pub3")
+	for qos, id := range []identity{pub3q0, pub3q1} {
+		t.Run("MQTT 3.1.1 QoS "+string(rune('0'+qos)), func(t *testing.T) {
+			c, rc := e.connect3(id, id.name)
 			if rc != 0 {
 				t.Fatalf("CONNACK %#x", rc)
 			}
-			c.publish("secret/3", qos, "x", uint16(qos))
+			c.publish("secret/3", byte(qos), "x", uint16(qos))
 			if closed, got := c.closed(); !closed || len(got) > 0 {
 				t.Errorf("after a refused publish: closed %v, packets %+v; want closed, none", closed, got)
 			}
-			e.waitLog(t, "client=pub3", "action=iot:Publish", "resource="+arn+"topic/secret/3")
+			e.waitLog(t, "client="+id.name, "action=iot:Publish", "resource="+arn+"topic/secret/3")
 		})
 	}
-	s.expectNothing(t, 200*time.Millisecond)
+	s.ExpectNothing(t, 200*time.Millisecond)
 }
 
 func TestSubscribeRefused(t *testing.T) {
 	e := newEnv(t)
-	th := e.thing("th", strings.Join([]string{connectSelf, allow("iot:Subscribe", "topicfilter/ok/#"), allow("iot:Receive iot:Publish", "*")}, ","))
+	policy := strings.Join([]string{connectSelf, allow("iot:Subscribe", "topicfilter/ok/#"), allow("iot:Receive iot:Publish", "*")}, ",")
+	th, th3 := e.thing("th", policy), e.thing("th3", policy) // th3: the MQTT 3.1.1 client
 	e.start(0)
 	c := e.mustConnect5(th)
-	if codes := c.subscribe(t, "ok/#", "secret/#"); string(codes) != "\x01\x87" {
+	if codes := c.Subscribe(t, 1, "ok/#", "secret/#"); string(codes) != "\x01\x87" {
 		t.Errorf("MQTT 5 SUBACK %x; want 01 87", codes)
 	}
 	e.waitLog(t, "client=th", "action=iot:Subscribe", "resource="+arn+"topicfilter/secret/#")
 	// Not subscribed: a message on the refused filter is not delivered.
-	c.publish(t, "secret/1", 1, "x")
-	c.publish(t, "ok/1", 1, "y")
-	c.expect(t, "ok/1", "y")
-	c.Disconnect(&paho.Disconnect{})
+	c.Publish(t, "secret/1", "x", 1, false)
+	c.Publish(t, "ok/1", "y", 1, false)
+	c.Expect(t, "ok/1", "y")
+	c.Disconnect()
 
-	c3, rc := e.connect3(th, "th")
+	c3, rc := e.connect3(th3, "th3")
 	if rc != 0 {
 		t.Fatalf("CONNACK %#x", rc)
 	}
 	if codes := c3.subscribe(1, "ok/#", "secret/+"); string(codes) != "\x01\x80" {
 		t.Errorf("MQTT 3.1.1 SUBACK %x; want 01 80", codes)
 	}
-	e.waitLog(t, "client=th", "action=iot:Subscribe", "resource="+arn+"topicfilter/secret/+")
+	e.waitLog(t, "client=th3", "action=iot:Subscribe", "resource="+arn+"topicfilter/secret/+")
 }
 
 func TestReceiveRefused(t *testing.T) {
@@ -230,13 +235,13 @@ func TestReceiveRefused(t *testing.T) {
 	pub := e.thing("pub", strings.Join([]string{connectSelf, allow("iot:Publish", "*")}, ","))
 	e.start(0)
 	s, p := e.mustConnect5(sub), e.mustConnect5(pub)
-	if codes := s.subscribe(t, "#"); string(codes) != "\x01" {
+	if codes := s.Subscribe(t, 1, "#"); string(codes) != "\x01" {
 		t.Fatalf("SUBACK %x", codes)
 	}
-	p.publish(t, "b/1", 1, "no")
-	p.publish(t, "a/1", 1, "yes")
+	p.Publish(t, "b/1", "no", 1, false)
+	p.Publish(t, "a/1", "yes", 1, false)
 	// Messages of one publisher arrive in order: b/1 would come first.
-	if m := s.next(t); m.Topic != "a/1" {
+	if m := s.Next(t); m.Topic != "a/1" {
 		t.Errorf("first message %s %q; want a/1", m.Topic, m.Payload)
 	}
 	e.waitLog(t, "client=sub", "action=iot:Receive", "resource="+arn+"topic/b/1")
@@ -256,15 +261,15 @@ func TestDenyWins(t *testing.T) {
 		t.Errorf("connect as admin: %+v, %v; want 0x87", ack, err)
 	}
 	c := e.mustConnect5(th)
-	if codes := c.subscribe(t, "#", "private/#"); string(codes) != "\x01\x87" {
+	if codes := c.Subscribe(t, 1, "#", "private/#"); string(codes) != "\x01\x87" {
 		t.Errorf("SUBACK %x; want 01 87", codes)
 	}
-	if rc := c.publish(t, "secret/1", 1, "x"); rc != 0x87 {
+	if rc := c.Publish(t, "secret/1", "x", 1, false); rc != 0x87 {
 		t.Errorf("PUBACK %#x; want 0x87", rc)
 	}
-	c.publish(t, "private/1", 1, "x")
-	c.publish(t, "public/1", 1, "y")
-	if m := c.next(t); m.Topic != "public/1" {
+	c.Publish(t, "private/1", "x", 1, false)
+	c.Publish(t, "public/1", "y", 1, false)
+	if m := c.Next(t); m.Topic != "public/1" {
 		t.Errorf("first message %s; want public/1", m.Topic)
 	}
 	for _, want := range [][]string{
@@ -284,18 +289,14 @@ func TestRetainedMessages(t *testing.T) {
 	b := e.thing("b", strings.Join([]string{connectSelf, allow("iot:Subscribe", "*"), allow("iot:Receive", "topic/other/*")}, ","))
 	e.start(0)
 	p := e.mustConnect5(pub)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := p.Publish(ctx, &paho.Publish{Topic: "r/1", QoS: 1, Retain: true, Payload: []byte("kept")}); err != nil {
-		t.Fatal(err)
-	}
+	p.MustPublish(t, "r/1", "kept", 1, true)
 	ca, cb := e.mustConnect5(a), e.mustConnect5(b)
-	ca.subscribe(t, "r/#")
-	if m := ca.expect(t, "r/1", "kept"); !m.Retain {
+	ca.Subscribe(t, 1, "r/#")
+	if m := ca.Expect(t, "r/1", "kept"); !m.Retain {
 		t.Error("retained message delivered without the retain flag")
 	}
-	cb.subscribe(t, "r/#")
-	cb.expectNothing(t, 200*time.Millisecond)
+	cb.Subscribe(t, 1, "r/#")
+	cb.ExpectNothing(t, 200*time.Millisecond)
 	e.waitLog(t, "client=b", "action=iot:Receive", "resource="+arn+"topic/r/1")
 }
 
@@ -305,15 +306,15 @@ func TestWillMessage(t *testing.T) {
 	watcher := e.thing("watcher", strings.Join([]string{connectSelf, allow("iot:Subscribe iot:Receive", "*")}, ","))
 	e.start(0)
 	w := e.mustConnect5(watcher)
-	w.subscribe(t, "status/#")
+	w.Subscribe(t, 1, "status/#")
 	d, _, err := e.connect5(dev, "dev", func(c *paho.Connect) {
 		c.WillMessage = &paho.WillMessage{Topic: "status/dev", Payload: []byte("offline"), QoS: 1}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.TerminateConnectionForTest()
-	w.expect(t, "status/dev", "offline")
+	d.Drop()
+	w.Expect(t, "status/dev", "offline")
 }
 
 // TestPolicyChange: a connected client's policies are read again within
@@ -324,28 +325,17 @@ func TestPolicyChange(t *testing.T) {
 	th := e.thing("th", narrow)
 	e.start(100 * time.Millisecond)
 	c := e.mustConnect5(th)
-	if rc := c.publish(t, "b/1", 1, "x"); rc != 0x87 {
+	if rc := c.Publish(t, "b/1", "x", 1, false); rc != 0x87 {
 		t.Fatalf("PUBACK %#x; want 0x87", rc)
 	}
 	e.setPolicy("th", strings.Join([]string{connectSelf, allow("iot:Publish", "*")}, ","))
-	eventually(t, func() bool { return c.publish(t, "b/1", 1, "x") == 0 })
+	testtool.Eventually(t, "the wider policy applied", func() bool { return c.Publish(t, "b/1", "x", 1, false) == 0 })
 	e.setPolicy("th", narrow)
-	eventually(t, func() bool { return c.publish(t, "b/1", 1, "x") == 0x87 })
+	testtool.Eventually(t, "the narrower policy applied", func() bool { return c.Publish(t, "b/1", "x", 1, false) == 0x87 })
 
 	e.setPolicy("th", allow("iot:Publish", "*"))
 	if _, ack, err := e.connect5(th, "th"); err == nil || ack.ReasonCode != 0x87 {
 		t.Errorf("connect after iot:Connect was removed: %+v, %v; want 0x87", ack, err)
-	}
-}
-
-func eventually(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 3 s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -356,11 +346,11 @@ func TestTopicAlias(t *testing.T) {
 	th := e.thing("th", strings.Join([]string{connectSelf, allow("iot:Publish", "topic/a/*"), allow("iot:Subscribe iot:Receive", "*")}, ","))
 	e.start(0)
 	c := e.mustConnect5(th)
-	c.subscribe(t, "#")
+	c.Subscribe(t, 1, "#")
 	pub := func(topic string, alias uint16) byte {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testtool.Timeout)
 		defer cancel()
-		r, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("x"), Properties: &paho.PublishProperties{TopicAlias: &alias}})
+		r, err := c.Paho.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("x"), Properties: &paho.PublishProperties{TopicAlias: &alias}})
 		if r == nil {
 			t.Fatalf("publish %q alias %d: %v", topic, alias, err)
 		}
@@ -378,9 +368,9 @@ func TestTopicAlias(t *testing.T) {
 	if rc := pub("", 2); rc != 0x87 {
 		t.Errorf("alias 2: %#x; want 0x87", rc)
 	}
-	c.expect(t, "a/1", "x")
-	c.expect(t, "a/1", "x")
-	c.expectNothing(t, 100*time.Millisecond)
+	c.Expect(t, "a/1", "x")
+	c.Expect(t, "a/1", "x")
+	c.ExpectNothing(t, 100*time.Millisecond)
 }
 
 // TestSharedSubscription: a shared group gets each message once, at a
@@ -392,15 +382,15 @@ func TestSharedSubscription(t *testing.T) {
 	pub := e.thing("pub", strings.Join([]string{connectSelf, allow("iot:Publish", "*")}, ","))
 	e.start(0)
 	c1, c2, p := e.mustConnect5(w1), e.mustConnect5(w2), e.mustConnect5(pub)
-	c1.subscribe(t, "$share/workers/jobs/#")
-	c2.subscribe(t, "$share/workers/jobs/#")
+	c1.Subscribe(t, 1, "$share/workers/jobs/#")
+	c2.Subscribe(t, 1, "$share/workers/jobs/#")
 	for i := range 10 {
-		p.publish(t, "jobs/1", 1, string(rune('0'+i)))
+		p.Publish(t, "jobs/1", string(rune('0'+i)), 1, false)
 	}
 	for i := range 10 {
-		c1.expect(t, "jobs/1", string(rune('0'+i)))
+		c1.Expect(t, "jobs/1", string(rune('0'+i)))
 	}
-	c2.expectNothing(t, 100*time.Millisecond)
+	c2.ExpectNothing(t, 100*time.Millisecond)
 }
 
 // TestMinimalCorePolicy: the Minimal AWS IoT Policy of a Greengrass core
@@ -424,7 +414,7 @@ func TestMinimalCorePolicy(t *testing.T) {
 		allow("iot:Receive", "topic/$aws/things/*/shadow/update", "topic/sensors/*")}, ","))
 	e.start(0)
 	w := e.mustConnect5(watcher)
-	if codes := w.subscribe(t, "$aws/things/+/shadow/#", "sensors/#"); string(codes) != "\x01\x01" {
+	if codes := w.Subscribe(t, 1, "$aws/things/+/shadow/#", "sensors/#"); string(codes) != "\x01\x01" {
 		t.Fatalf("watcher SUBACK %x", codes)
 	}
 
@@ -432,21 +422,21 @@ func TestMinimalCorePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc := c.publish(t, "$aws/things/core-name-1/shadow/get", 1, "{}"); rc != 0 {
+	if rc := c.Publish(t, "$aws/things/core-name-1/shadow/get", "{}", 1, false); rc != 0 {
 		t.Errorf("publish on the core's shadow topic: %#x", rc)
 	}
-	if rc := c.publish(t, "$aws/things/core-name-1/shadow/update", 1, "{}"); rc != 0 {
+	if rc := c.Publish(t, "$aws/things/core-name-1/shadow/update", "{}", 1, false); rc != 0 {
 		t.Errorf("publish on the core's shadow topic: %#x", rc)
 	}
 	// Delivered: the watcher may receive .../update, not .../get.
-	if m := w.next(t); m.Topic != "$aws/things/core-name-1/shadow/update" {
+	if m := w.Next(t); m.Topic != "$aws/things/core-name-1/shadow/update" {
 		t.Errorf("watcher got %s first; want the shadow update", m.Topic)
 	}
 	e.waitLog(t, "client=watcher", "action=iot:Receive", "resource="+arn+"topic/$aws/things/core-name-1/shadow/get")
-	if rc := c.publish(t, "sensors/dev1/temp", 1, "21"); rc != 0x87 {
+	if rc := c.Publish(t, "sensors/dev1/temp", "21", 1, false); rc != 0x87 {
 		t.Errorf("publish of a device message with the minimal policy: %#x; want 0x87", rc)
 	}
-	if codes := c.subscribe(t, "cloud/core-name/#"); string(codes) != "\x87" {
+	if codes := c.Subscribe(t, 1, "cloud/core-name/#"); string(codes) != "\x87" {
 		t.Errorf("subscribe to cloud messages with the minimal policy: SUBACK %x; want 87", codes)
 	}
 
@@ -457,16 +447,16 @@ func TestMinimalCorePolicy(t *testing.T) {
 	if err := e.st.AttachPolicy("bridge", core.id); err != nil {
 		t.Fatal(err)
 	}
-	c.Disconnect(&paho.Disconnect{})
+	c.Disconnect()
 	c, _, err = e.connect5(core, "core-name")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc := c.publish(t, "sensors/dev1/temp", 1, "21"); rc != 0 {
+	if rc := c.Publish(t, "sensors/dev1/temp", "21", 1, false); rc != 0 {
 		t.Errorf("publish of a device message with the bridge's statements: %#x", rc)
 	}
-	w.expect(t, "sensors/dev1/temp", "21")
-	if codes := c.subscribe(t, "cloud/core-name/#"); string(codes) != "\x01" {
+	w.Expect(t, "sensors/dev1/temp", "21")
+	if codes := c.Subscribe(t, 1, "cloud/core-name/#"); string(codes) != "\x01" {
 		t.Errorf("subscribe to cloud messages with the bridge's statements: SUBACK %x", codes)
 	}
 }

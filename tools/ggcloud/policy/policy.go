@@ -15,6 +15,8 @@ import (
 	"strings"
 )
 
+//lint:file-ignore ST1005 errors begin with the document field they are about, spelled as in the policy ("Version: ...", "Statement[0].Effect: missing").
+
 // Effect is a statement's effect.
 type Effect string
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// minimal is the seed's "Minimal AWS IoT Policy for the AWS IoT Greengrass
+// minimal is Greengrass v1's "Minimal AWS IoT Policy for the AWS IoT Greengrass
 // Core Device", with region, account, core name and group id filled in.
 const minimal = `{ "Version": "2012-10-17", "Statement": [
  { "Effect": "Allow", "Action": [ "iot:Connect" ], "Resource": [ "*" ] },

@@ -52,7 +52,7 @@ type CoreStatus struct {
 	UpdatedAt    time.Time `json:"UpdatedAt"`
 }
 
-// Deploy renders the group as group.json (DESIGN.md "Formats") with the
+// Deploy renders the group as group.json (docs/design.md "group.json") with the
 // store's identity (fixing it if it was not), checks the document with
 // config.ParseGroup, stores it as a new deployment with the next
 // GroupVersionId, makes it the group's current deployment, and returns

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors callers tell apart with errors.Is.
@@ -93,7 +94,7 @@ func Open(dir string) (*Store, error) {
 	path := filepath.Join(dir, "ggcloud.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("store: %s is in use by another ggcloud", path)
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
