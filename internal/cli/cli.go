@@ -30,7 +30,8 @@ type Command struct {
 	Summary string
 	// Help is optional further text, shown by CMD -h.
 	Help string
-	// Run runs the command; nil for a group, which has Subcommands.
+	// Run runs the command; nil for a group, which has Subcommands. Its
+	// errors leave out the command's name: Program.Run prefixes it.
 	Run func(ctx context.Context, inv *Invocation) error
 	// Subcommands of a group, such as "create" and "list" of "thing".
 	Subcommands []Command
@@ -240,14 +241,9 @@ func (p *Program) newFlagSet(name string) *flag.FlagSet {
 	return fs
 }
 
-// named prefixes err's text with the command's name, unless the command
-// named itself already.
-func named(name string, err error) error {
-	if msg := err.Error(); msg == name || strings.HasPrefix(msg, name+": ") {
-		return err
-	}
-	return fmt.Errorf("%s: %w", name, err)
-}
+// named prefixes err's text with the command's name; commands leave
+// their name out of their errors.
+func named(name string, err error) error { return fmt.Errorf("%s: %w", name, err) }
 
 // printError writes err with every line prefixed "PROG: ".
 func (p *Program) printError(w io.Writer, err error) {

@@ -75,7 +75,7 @@ func testProgram(got *result) *Program {
 						if errors.Is(err, flag.ErrHelp) {
 							return err
 						}
-						return Usagef("own: %v", err)
+						return Usagef("%v", err)
 					}
 					return nil
 				}},
@@ -162,7 +162,7 @@ func TestMistakes(t *testing.T) {
 		{"too few of many", []string{"set", "k"}, []string{"prog: set: want KEY VALUE..., got 1 argument(s)"}},
 		{"unknown flag", []string{"thing", "list", "--colour"}, []string{"prog: thing list: flag provided but not defined: -colour"}},
 		{"unknown global flag", []string{"--colour", "thing", "list"}, []string{"prog: flag provided but not defined: -colour", "usage: prog"}},
-		{"bad flag of a command that names itself", []string{"own", "--quiet"}, []string{"prog: own: flag provided but not defined: -quiet\nusage: prog"}},
+		{"bad flag of a command with its own flag set", []string{"own", "--quiet"}, []string{"prog: own: flag provided but not defined: -quiet\nusage: prog"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

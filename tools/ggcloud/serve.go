@@ -132,7 +132,7 @@ func runServe(ctx context.Context, g *globals, args []string, stdout, stderr io.
 		err = errors.Join(err, mqttBroker.Close())
 	}
 	if serveErr != nil {
-		return fmt.Errorf("serve: %w", serveErr)
+		return fmt.Errorf("stopped serving: %w", serveErr)
 	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)

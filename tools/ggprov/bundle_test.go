@@ -520,22 +520,22 @@ func TestUsage(t *testing.T) {
 		name     string
 		args     []string
 		code     int
+		inStdout string
 		inStderr string
 	}{
-		{"no arguments", nil, 2, "ggprov init --dir DIR"},
-		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{"init -h", []string{"init", "-h"}, 0, "-key-type"},
+		{"no arguments", nil, 2, "", "ggprov init --dir DIR"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"-h", []string{"-h"}, 0, "ggprov init", ""},
+		{"init -h", []string{"init", "-h"}, 0, "-key-type", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := ggprov(tt.args...)
-			if code != tt.code || !strings.Contains(stderr, tt.inStderr) {
-				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, stderr, tt.code, tt.inStderr)
+			code, stdout, stderr := ggprov(tt.args...)
+			if code != tt.code || !strings.Contains(stdout, tt.inStdout) || !strings.Contains(stderr, tt.inStderr) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d, %q on stdout and %q on stderr",
+					code, stdout, stderr, tt.code, tt.inStdout, tt.inStderr)
 			}
 		})
-	}
-	if code, stdout, _ := ggprov("-h"); code != 0 || !strings.Contains(stdout, "ggprov init") {
-		t.Errorf("ggprov -h: exit %d, stdout %q", code, stdout)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -9,12 +10,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/internal/cli"
 	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
@@ -78,42 +79,19 @@ func (f *storeFlags) tokenKeyRef(object string) string {
 	return config.KeyRef{Scheme: config.SchemePKCS11, PKCS11: attrs}.String()
 }
 
-const keysUsage = `usage:
-  ggprov keys create --uri URI --type rsa2048|rsa3072|ecp256|ecp384 [--usage sign|decrypt] [--subject NAME]
-                     [--tpm-device DEV] [--pkcs11-module PATH --pkcs11-token LABEL --pkcs11-pin-source file:///PATH]
-
-URI says where the key is made:
-  file:///path/key.pem     a TPM key, written as a TSS2 PRIVATE KEY file (only the TPM can use it)
-  tpm2:handle=0x81000002   a TPM key made persistent at the handle
-  pkcs11:object=LABEL;type=private[;token=LABEL][;id=%01]   a key in a PKCS#11 token
-It prints the public key and, for a signing key, a certificate signing request.
-`
-
-// runKeys runs "ggprov keys SUBCOMMAND".
-func runKeys(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprint(stdout, keysUsage)
-			return flag.ErrHelp
-		}
-		return usagef("keys: want 'keys create'\n%s", strings.TrimSpace(keysUsage))
-	}
-	fs := flag.NewFlagSet("ggprov keys create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// runKeysCreate runs "ggprov keys create": it makes a key in a TPM or a
+// PKCS#11 token and prints its public key and, for a signing key, a CSR.
+func runKeysCreate(_ context.Context, inv *cli.Invocation) error {
+	stdout, stderr := inv.Stdout, inv.Stderr
+	fs := inv.Flags
 	uri := fs.String("uri", "", "where to make the key: file:///path.pem (TPM key file), tpm2:handle=0x81…, or pkcs11:object=LABEL;type=private")
 	typ := fs.String("type", "", "key type: rsa2048, rsa3072, ecp256 or ecp384")
 	use := fs.String("usage", "sign", "sign (TLS keys) or decrypt (the SecretsManager key; RSA only)")
 	subject := fs.String("subject", "", "common name of the CSR (default: the key's label or file name)")
 	var sf storeFlags
 	sf.register(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("keys create: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("keys create: unexpected argument %q", fs.Arg(0))
+	if _, err := inv.Parse("", 0, 0); err != nil {
+		return err
 	}
 	var problems []error
 	ref, err := config.ParseKeyRef(*uri)
@@ -146,14 +124,14 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if len(problems) > 0 {
-		return usagef("keys create: %w", errors.Join(problems...))
+		return usagef("%w", errors.Join(problems...))
 	}
 
 	opts := sf.storeOptions()
 	if ref.Scheme == config.SchemePKCS11 && sf.pinSource != "" {
 		pin, err := keys.ReadPINSource(sf.pinSource)
 		if err != nil {
-			return fmt.Errorf("keys create: --pkcs11-pin-source: %w", err)
+			return fmt.Errorf("--pkcs11-pin-source: %w", err)
 		}
 		if opts.PKCS11 == nil {
 			opts.PKCS11 = &config.PKCS11{}
@@ -165,11 +143,11 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "ggprov: creating a %s %s key at %s (%s)\n", kt, *use, ref, where(ref, sf))
 	key, err := store.Create(*uri, kt, usage)
 	if err != nil {
-		return fmt.Errorf("keys create: %w", err)
+		return err
 	}
 	pubDER, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
-		return fmt.Errorf("keys create: %w", err)
+		return fmt.Errorf("encode the public key: %w", err)
 	}
 	if err := pem.Encode(stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}); err != nil {
 		return err
@@ -184,7 +162,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	}
 	csr, err := makeCSR(key, cn)
 	if err != nil {
-		return fmt.Errorf("keys create: %w", err)
+		return err
 	}
 	return pem.Encode(stdout, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})
 }

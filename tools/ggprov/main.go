@@ -41,9 +41,7 @@ func program() *cli.Program {
 		Commands: []cli.Command{
 			{Name: "init", Args: "--dir DIR --core NAME --device NAME [--device NAME ...] [options]",
 				Summary: "create a provisioning bundle: CAs, the core's and devices' keys and certificates, config.json and group.json",
-				Run: func(_ context.Context, inv *cli.Invocation) error {
-					return runInit(inv.Args, inv.Stdout, inv.Stderr)
-				}},
+				Run:     runInit},
 			{Name: "subscription", Subcommands: []cli.Command{
 				{Name: "add", Args: "--dir DIR --source S --subject FILTER --target T [--id SID] [--if-missing]",
 					Summary: "add a subscription to the bundle's group.json", Run: runSubscriptionAdd},
@@ -67,9 +65,7 @@ func program() *cli.Program {
   tpm2:handle=0x81000002   a TPM key made persistent at the handle
   pkcs11:object=LABEL;type=private[;token=LABEL][;id=%01]   a key in a PKCS#11 token
 TYPE is rsa2048, rsa3072, ecp256 or ecp384.`,
-					Run: func(_ context.Context, inv *cli.Invocation) error {
-						return runKeys(append([]string{"create"}, inv.Args...), inv.Stdout, inv.Stderr)
-					}},
+					Run: runKeysCreate},
 			}},
 			{Name: "ggcloud-cert", Args: "--dir DIR [--host NAME ...]",
 				Summary: "issue ggcloud's HTTPS certificate from the bundle's identity CA (DIR/ggcloud)", Run: runGGCloudCert},

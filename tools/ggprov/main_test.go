@@ -36,6 +36,38 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	}
 }
 
+// TestHelpListsOptions: a command's -h (and `help COMMAND`) prints its
+// options on stdout, and nothing on stderr.
+func TestHelpListsOptions(t *testing.T) {
+	tests := []struct {
+		path    string
+		options []string
+	}{
+		{"init", []string{"Options:", "-dir string", "-device value", "-key-store string", "(default \"file\")", "-tpm-device string", "-pkcs11-module string", "-server-name value"}},
+		{"keys create", []string{"Options:", "-uri string", "-type string", "-usage string", "(default \"sign\")", "-subject string", "-tpm-device string", "-pkcs11-pin-source string"}},
+		{"subscription add", []string{"Options:", "-if-missing"}},
+	}
+	for _, tt := range tests {
+		for _, args := range [][]string{
+			append(strings.Fields(tt.path), "-h"),
+			append(strings.Fields(tt.path), "--help"),
+			append([]string{"help"}, strings.Fields(tt.path)...),
+		} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				code, stdout, stderr := ggprov(args...)
+				if code != 0 || stderr != "" {
+					t.Errorf("exit %d, stderr %q; want 0 and nothing", code, stderr)
+				}
+				for _, w := range tt.options {
+					if !strings.Contains(stdout, w) {
+						t.Errorf("stdout lacks %q:\n%s", w, stdout)
+					}
+				}
+			})
+		}
+	}
+}
+
 // TestUsageMistakes: a mistake exits 2 naming it once, with the usage of
 // the command (or the list of valid ones) after it.
 func TestUsageMistakes(t *testing.T) {
@@ -53,6 +85,12 @@ func TestUsageMistakes(t *testing.T) {
 		{"missing flag", []string{"ggcloud-cert"}, []string{"ggprov: ggcloud-cert: --dir is required\nusage: ggprov ggcloud-cert --dir DIR"}},
 		{"bad flag of init", []string{"init", "--colour"}, []string{"ggprov: init: flag provided but not defined: -colour\nusage: ggprov init"}},
 		{"bad flag of keys create", []string{"keys", "create", "--colour"}, []string{"ggprov: keys create: flag provided but not defined: -colour\nusage: ggprov keys create"}},
+		{"bad flag value of init", []string{"init", "--mqtt-port", "x"}, []string{"ggprov: init: invalid value \"x\" for flag -mqtt-port: parse error\nusage: ggprov init"}},
+		{"flag of keys create without its value", []string{"keys", "create", "--uri"}, []string{"ggprov: keys create: flag needs an argument: -uri\nusage: ggprov keys create"}},
+		{"stray argument to init", []string{"init", "extra", "--dir", "d"}, []string{`ggprov: init: unexpected argument "extra"`, "usage: ggprov init"}},
+		{"stray argument to keys create", []string{"keys", "create", "extra"}, []string{`ggprov: keys create: unexpected argument "extra"`, "usage: ggprov keys create"}},
+		{"problems of keys create, one line each", []string{"keys", "create", "--uri", "x", "--type", "y"},
+			[]string{"ggprov: keys create: --uri: ", "\nggprov: --type: ", "\nusage: ggprov keys create"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
