@@ -30,7 +30,9 @@ const (
 	DefaultGGHttpPort  = 8443 // coreThing.ggHttpPort (v1)
 	DefaultGGMqttPort  = 8883 // coreThing.ggMqttPort (v1)
 	DefaultKeepAlive   = 600  // coreThing.keepAlive, seconds (v1)
-	DefaultTLSProfile  = "strict"
+	// DefaultGGDaemonPort is coreThing.ggDaemonPort's default (v1).
+	DefaultGGDaemonPort = 8000
+	DefaultTLSProfile   = "strict"
 )
 
 // Limits of coreThing.keepAlive, in seconds (v1's range).
@@ -63,6 +65,9 @@ type CoreThing struct {
 	GGHttpPort  int    `json:"ggHttpPort"`        // default 8443
 	GGMqttPort  int    `json:"ggMqttPort"`        // local MQTT server, default 8883
 	KeepAlive   int    `json:"keepAlive"`         // upstream MQTT keep-alive in seconds, default 600
+	// GGDaemonPort is the port of the local functions' IPC on 127.0.0.1;
+	// 0 means DefaultGGDaemonPort.
+	GGDaemonPort int `json:"ggDaemonPort,omitempty"`
 	// MQTTMaxConnectionRetryInterval caps the wait between upstream
 	// connection attempts, in seconds; default 60.
 	MQTTMaxConnectionRetryInterval int `json:"mqttMaxConnectionRetryInterval,omitempty"`
@@ -338,7 +343,10 @@ func (w *walker) coreThing(path string, raw json.RawMessage, ct *CoreThing) {
 			w.intRange(p, v, MinKeepAlive, MaxKeepAlive, "a keep-alive period in seconds (30-1200)", &ct.KeepAlive)
 		}},
 		ignore("caPath"), ignore("certPath"), ignore("keyPath"), ignore("iotHttpPort"),
-		ignore("networkProxy"), ignore("mqttOperationTimeout"), ignore("ggDaemonPort"),
+		ignore("networkProxy"), ignore("mqttOperationTimeout"),
+		{"ggDaemonPort", func(p string, v json.RawMessage) {
+			w.intRange(p, v, 1024, 65535, "a port from 1024 to 65535", &ct.GGDaemonPort)
+		}},
 		ignore("systemComponentAuthTimeout"),
 		{"mqttMaxConnectionRetryInterval", func(p string, v json.RawMessage) {
 			w.intRange(p, v, 1, 86400, "a number of seconds from 1 to 86400", &ct.MQTTMaxConnectionRetryInterval)

@@ -129,7 +129,7 @@ func TestParseConfigV1(t *testing.T) {
 	}
 	wantIgnored := []string{
 		"coreThing.caPath", "coreThing.certPath", "coreThing.keyPath", "coreThing.iotHttpPort",
-		"coreThing.ggDaemonPort", "coreThing.systemComponentAuthTimeout", "coreThing.mqttOperationTimeout",
+		"coreThing.systemComponentAuthTimeout", "coreThing.mqttOperationTimeout",
 		"coreThing.networkProxy", "runtime", "managedRespawn", "mqttMaxConnectionRetryInterval",
 		"crypto.PKCS11.OpenSSLEngine", "pidFileDirectory",
 	}

@@ -152,8 +152,9 @@ func ParseGroup(data []byte) (*Group, error) {
 			})
 		}
 	}
-	coresKind := "array" // absent or null count as an empty array
-	var funcs []string   // FunctionArn of each Functions entry ("" if none)
+	coresKind := "array"          // absent or null count as an empty array
+	var funcs []string            // FunctionArn of each Functions entry ("" if none)
+	var secrets []*SecretResource // the secret resource of each Resources entry, or nil
 	present := w.object("", data, []rule{
 		{"GroupId", func(p string, v json.RawMessage) {
 			if w.str(p, v, &g.GroupId) {
@@ -189,9 +190,7 @@ func ParseGroup(data []byte) (*Group, error) {
 		}},
 		{"Resources", func(p string, v json.RawMessage) {
 			w.array(p, v, func(p string, v json.RawMessage) {
-				if k := kind(v); k != "object" {
-					w.fail(p, "want a JSON object (a v1 resource definition), got %s", k)
-				}
+				secrets = append(secrets, w.resource(p, v))
 				g.Resources = append(g.Resources, compact(v))
 			})
 		}},
@@ -204,6 +203,10 @@ func ParseGroup(data []byte) (*Group, error) {
 			w.fail("Cores", "want exactly one core, got %d", n)
 		}
 		w.crossCheck(g, funcs, listsRead)
+		w.crossCheckResources(secrets)
+		for i, raw := range g.Functions {
+			w.localFunction(index("Functions", i), raw)
+		}
 	}
 	if err := w.err(); err != nil {
 		return nil, err

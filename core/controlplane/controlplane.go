@@ -1,5 +1,5 @@
 // Package controlplane is the core's client of the control plane
-// (ggcloud, DESIGN.md "Control plane"): HTTPS with mutual TLS, the core
+// (ggcloud, docs/design.md "Control plane and deployments"): HTTPS with mutual TLS, the core
 // identified by its IoTCertificate, bodies in Greengrass v1's shapes.
 package controlplane
 

@@ -29,6 +29,7 @@ import (
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/tlsconf"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/tools/ggcloud/api"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
 )
@@ -45,7 +46,7 @@ const reporterPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
  "Action":["greengrass:UpdateConnectivityInfo","greengrass:GetConnectivityInfo"],
  "Resource":["arn:aws:iot:us-east-1:123456789012:thing/${iot:Connection.Thing.ThingName}"]}]}`
 
-// cloud is ggcloud's API over a store with: core gw of group-1 (the seed's
+// cloud is ggcloud's API over a store with: core gw of group-1 (v1's
 // minimal policy), core lonely with the minimal policy but no group, and
 // thing reporter whose policy lacks greengrass:CreateCertificate.
 type cloud struct {
@@ -57,7 +58,7 @@ type cloud struct {
 	certs   map[string]*tls.Certificate
 }
 
-// minimalPolicy is the seed's "Minimal AWS IoT Policy" filled in.
+// minimalPolicy is Greengrass v1's "Minimal AWS IoT Policy" filled in.
 func minimalPolicy(t *testing.T, core string) []byte {
 	t.Helper()
 	data, err := os.ReadFile("../../tools/ggcloud/api/testdata/minimal-policy.json")
@@ -70,7 +71,7 @@ func minimalPolicy(t *testing.T, core string) []byte {
 // identity issues a client certificate for thing from ca.
 func identity(t *testing.T, ca *pki.CA, thing string) *tls.Certificate {
 	t.Helper()
-	key, err := keys.Generate(keys.ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func newCloud(t *testing.T) *cloud {
 		t.Fatal(err)
 	}
 
-	serverKey, err := keys.Generate(keys.ECP256)
+	serverKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,9 +263,9 @@ func TestCreateCertificate(t *testing.T) {
 	}
 	groupRoots := x509.NewCertPool()
 	groupRoots.AddCert(c.groupCA.Cert)
-	for _, kt := range []keys.Type{keys.RSA2048, keys.ECP256} {
+	for _, kt := range []keyspec.Type{keyspec.RSA2048, keyspec.ECP256} {
 		t.Run(string(kt), func(t *testing.T) {
-			key, err := keys.Generate(kt)
+			key, err := kt.Generate()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,7 +319,7 @@ func wantAPIError(t *testing.T, err error, call string, status int, msg string, 
 
 func TestCreateCertificateRefused(t *testing.T) {
 	c := newCloud(t)
-	key, err := keys.Generate(keys.RSA2048)
+	key, err := keyspec.RSA2048.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +351,7 @@ func TestCreateCertificateRefused(t *testing.T) {
 // TestNotRefused: failures a retry may mend are not Refused.
 func TestNotRefused(t *testing.T) {
 	ctx := context.Background()
-	key, err := keys.Generate(keys.ECP256)
+	key, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +438,7 @@ func TestUnexpectedAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverKey, err := keys.Generate(keys.ECP256)
+	serverKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +450,7 @@ func TestUnexpectedAnswers(t *testing.T) {
 		}
 		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: serverKey}
 	}
-	leafKey, err := keys.Generate(keys.ECP256)
+	leafKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +518,7 @@ func TestTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverKey, err := keys.Generate(keys.ECP256)
+	serverKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 
 // NotifyTopic is where the control plane tells a core, over the upstream
 // MQTT connection, that its group has a new deployment: inside the
-// $aws/things/<core>-* topics the seed's minimal core policy allows. The
+// $aws/things/<core>-* topics v1's minimal core policy allows. The
 // payload is {"GroupId","DeploymentId"}; the core fetches the deployment
 // as it does when polling.
 func NotifyTopic(core string) string { return "$aws/things/" + core + "-gda/deployment/notify" }
@@ -48,6 +48,13 @@ type Options[G any] struct {
 	Check func(ref controlplane.DeploymentRef, data []byte) (G, error)
 	// Activate switches the running core to a checked group in one step.
 	Activate func(G) error
+	// Prepare, if set, runs after Check and before group.json is
+	// replaced: it makes ready what comes with the group (its secrets)
+	// without changing what runs, and returns commit, called once the
+	// group is active, and abort, called when it is not. Its error fails
+	// the deployment, changing nothing; one wrapped with Retry is tried
+	// again at the next poll.
+	Prepare func(ctx context.Context, ref controlplane.DeploymentRef, data []byte, g G) (commit, abort func(), err error)
 	// Interval is how often the control plane is asked; zero means 30 s.
 	Interval time.Duration
 	// Log receives the deployer's lines; nil means slog.Default().
@@ -174,6 +181,10 @@ func (d *Deployer[G]) poll(ctx context.Context) error {
 // not answer), as opposed to a deployment that is wrong.
 type transientError struct{ err error }
 
+// Retry marks err as worth trying again (the control plane did not
+// answer): the deployment is not failed, and is taken up at the next poll.
+func Retry(err error) error { return &transientError{err} }
+
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
 
@@ -190,19 +201,35 @@ func (d *Deployer[G]) apply(ctx context.Context, ref controlplane.DeploymentRef)
 	if err != nil {
 		return fmt.Errorf("deploy: %w", err)
 	}
+	commit, abort := func() {}, func() {}
+	if d.o.Prepare != nil {
+		c, a, err := d.o.Prepare(ctx, ref, data, g)
+		if err != nil {
+			var transient *transientError
+			if errors.As(err, &transient) {
+				return err
+			}
+			return fmt.Errorf("deploy: %w", err)
+		}
+		commit, abort = c, a
+	}
 	old, err := os.ReadFile(d.o.GroupPath)
 	if err != nil {
+		abort()
 		return fmt.Errorf("deploy: read the running group: %w", err)
 	}
 	if err := writeAtomic(d.o.GroupPath, data); err != nil {
+		abort()
 		return fmt.Errorf("deploy: write %s: %w", d.o.GroupPath, err)
 	}
 	if err := d.o.Activate(g); err != nil {
 		if rerr := writeAtomic(d.o.GroupPath, old); rerr != nil {
 			d.log.Error("could not restore the previous group.json", "path", d.o.GroupPath, "error", rerr)
 		}
+		abort()
 		return fmt.Errorf("deploy: activate: %w", err)
 	}
+	commit()
 	return nil
 }
 

@@ -7,8 +7,10 @@
 // are admin calls, through the socket when a ggcloud serves DIR, else on
 // the store directly: thing and cert register things and their
 // certificates, policy stores and attaches AWS IoT policies, group builds
-// and deploys groups, connectivity sets what discovery reports of a core,
-// and deployment reports deployments. DIR (--data) defaults to
+// and deploys groups (with their secret resources), secret keeps the
+// secrets deployments carry to cores (sealed to each core's
+// SecretsManager key), connectivity sets what discovery reports of a
+// core, and deployment reports deployments. DIR (--data) defaults to
 // $GGCLOUD_DATA, else ./ggcloud-data.
 //
 // `ggcloud -h` lists every command, `ggcloud help COMMAND` (or
@@ -74,9 +76,18 @@ ggcloud serves DIR, else on the store directly.`,
 				{Name: "add-subscription", Args: "ID --id SID --source S --subject FILTER --target T",
 					Summary: "add a subscription to a group", Run: c(runGroupAddSubscription)},
 				{Name: "remove-subscription", Args: "ID SID", Summary: "remove a subscription from a group (deploy the group to apply it)", Run: c(runGroupRemoveSubscription)},
+				{Name: "add-secret", Args: "ID --resource-id RID --secret NAME|ARN [--name NAME] [--labels L1,L2]",
+					Summary: "add a secret resource (v1's SecretsManagerSecretResourceData) to a group", Run: c(runGroupAddSecret)},
+				{Name: "remove-resource", Args: "ID RID", Summary: "remove a resource from a group (deploy the group to apply it)", Run: c(runGroupRemoveResource)},
 				{Name: "deploy", Args: "ID", Summary: "deploy a group and print the deployment ID", Run: c(runGroupDeploy)},
 				{Name: "show", Args: "ID", Summary: "print a group as JSON", Run: c(runGroupShow)},
 				{Name: "list", Summary: "list the groups", Run: c(runGroupList)},
+			}},
+			{Name: "secret", Subcommands: []cli.Command{
+				{Name: "create", Args: "NAME [--from-file FILE] [--binary]", Summary: "create a secret; its value (from FILE, else stdin) is version 1, AWSCURRENT", Run: c(runSecretCreate)},
+				{Name: "put-value", Args: "SECRET [--from-file FILE] [--binary] [--stages L1,L2]",
+					Summary: "add a version to a secret; its labels (default AWSCURRENT) move to it, AWSCURRENT's old version becomes AWSPREVIOUS", Run: c(runSecretPutValue)},
+				{Name: "list", Summary: "list the secrets with their versions and staging labels (never the values)", Run: c(runSecretList)},
 			}},
 			{Name: "connectivity", Subcommands: []cli.Command{
 				{Name: "set", Args: "THING HOST:PORT [HOST:PORT ...]", Summary: "set the endpoints discovery reports for a core", Run: c(runConnectivitySet)},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -8,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +23,7 @@ import (
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
+	"github.com/ggcore/ggcore/internal/cli"
 	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
@@ -64,9 +65,10 @@ type initOptions struct {
 	account       string
 }
 
-func parseInit(args []string, stderr io.Writer) (initOptions, error) {
-	fs := flag.NewFlagSet("ggprov init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// parseInit defines init's flags on the invocation's flag set, parses
+// its arguments and checks them all, returning every problem at once.
+func parseInit(inv *cli.Invocation) (initOptions, error) {
+	fs := inv.Flags
 	var o initOptions
 	var devices stringList
 	var keyStore, keyType, serverKeyType string
@@ -83,14 +85,8 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	fs.Var(&names, "server-name", "a DNS name or IP address devices use to reach the core, added to the MQTT server certificate (repeat for more)")
 	fs.StringVar(&o.region, "region", "us-east-1", "region written into ARNs")
 	fs.StringVar(&o.account, "account", "000000000000", "12-digit account ID written into ARNs")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, err
-		}
-		return o, usagef("init: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return o, usagef("init: unexpected argument %q", fs.Arg(0))
+	if _, err := inv.Parse("", 0, 0); err != nil {
+		return o, err
 	}
 	o.devices = devices
 	o.names = names
@@ -124,7 +120,7 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 	if keyStore == deprecatedTPMStore {
 		// Bundles and scripts made before the backend was named "tpm"
 		// everywhere still pass the URI scheme's word.
-		fmt.Fprintf(stderr, "ggprov: warning: --key-store %s is now spelled %s\n", deprecatedTPMStore, keyspec.TPM)
+		fmt.Fprintf(inv.Stderr, "ggprov: warning: --key-store %s is now spelled %s\n", deprecatedTPMStore, keyspec.TPM)
 		keyStore = string(keyspec.TPM)
 	}
 	if o.keyStore, err = keyspec.ParseBackend(keyStore); err != nil {
@@ -161,19 +157,20 @@ func parseInit(args []string, stderr io.Writer) (initOptions, error) {
 		problems = append(problems, fmt.Errorf("--account %q: want 12 digits", o.account))
 	}
 	if len(problems) > 0 {
-		return o, usagef("init: %w", errors.Join(problems...))
+		return o, usagef("%w", errors.Join(problems...))
 	}
 	return o, nil
 }
 
-func runInit(args []string, stdout, stderr io.Writer) error {
-	o, err := parseInit(args, stderr)
+// runInit writes a provisioning bundle into --dir.
+func runInit(_ context.Context, inv *cli.Invocation) error {
+	o, err := parseInit(inv)
 	if err != nil {
 		return err
 	}
 	dir, err := filepath.Abs(o.dir)
 	if err != nil {
-		return fmt.Errorf("init: --dir: %w", err)
+		return fmt.Errorf("--dir: %w", err)
 	}
 	if err := checkEmpty(dir); err != nil {
 		return err
@@ -181,29 +178,29 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 	// Build the bundle beside its final place and rename it there, so a
 	// failure half-way leaves nothing behind.
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("init: %w", err)
+		return fmt.Errorf("create the bundle's parent directory: %w", err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
 	if err != nil {
-		return fmt.Errorf("init: %w", err)
+		return fmt.Errorf("create a temporary bundle directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	b := &bundle{final: dir, tmp: tmp, opts: o, progress: stderr}
+	b := &bundle{final: dir, tmp: tmp, opts: o, progress: inv.Stderr}
 	if o.keyStore != keyspec.File {
 		b.keys = keys.NewStore(o.store.storeOptions())
 		defer b.keys.Close()
 	}
 	if err := b.build(); err != nil {
 		b.undo()
-		return fmt.Errorf("init: %w", err)
+		return err
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("init: %w", err)
+		return fmt.Errorf("replace the empty --dir: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("init: move bundle into place: %w", err)
+		return fmt.Errorf("move the bundle into place: %w", err)
 	}
-	b.summary(stdout)
+	b.summary(inv.Stdout)
 	return nil
 }
 
@@ -214,7 +211,7 @@ func checkEmpty(dir string) error {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
 	case err != nil:
-		return fmt.Errorf("init: --dir: %w", err)
+		return fmt.Errorf("--dir: %w", err)
 	case len(entries) > 0:
 		return fmt.Errorf("%s exists and is not empty; choose a new --dir", dir)
 	}
@@ -276,15 +273,20 @@ func (b *bundle) build() error {
 	if err != nil {
 		return err
 	}
-	secretsRef := coreRef
+	secretsRef, secretsKey := coreRef, coreKey
 	_, isRSA := coreKey.Public().(*rsa.PublicKey)
 	if !isRSA || b.keys != nil {
 		// A TPM or token key either signs or decrypts, never both.
 		b.step("creating the SecretsManager key (RSA-2048, for decryption%s)", b.where())
-		_, secretsRef, err = b.coreKey("secrets", "certs/secrets.key.pem", keyspec.RSA2048, keyspec.Decrypt)
+		secretsKey, secretsRef, err = b.coreKey("secrets", "certs/secrets.key.pem", keyspec.RSA2048, keyspec.Decrypt)
 		if err != nil {
 			return err
 		}
+	}
+	// Its public key, which ggprov register gives the control plane to
+	// seal the group's secrets to.
+	if err := writePublicKey(filepath.Join(b.tmp, secretsPubPath), secretsKey); err != nil {
+		return err
 	}
 
 	devices := make([]config.Thing, 0, len(o.devices))

@@ -139,6 +139,9 @@ func runRegister(ctx context.Context, inv *cli.Invocation) error {
 	if err != nil {
 		return fmt.Errorf("core %s: %w", core, err)
 	}
+	if err := registerSecretsKey(ctx, cloud, *dir, cfg, inv.Stdout, inv.Stderr); err != nil {
+		return err
+	}
 	policies := []struct{ name, doc string }{
 		{core + "-policy", corePolicy},
 		{g.GroupId + "-devices", devicePolicy},

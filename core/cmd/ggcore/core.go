@@ -18,6 +18,7 @@ import (
 	"github.com/ggcore/ggcore/core/dcm"
 	"github.com/ggcore/ggcore/core/deploy"
 	"github.com/ggcore/ggcore/core/keys"
+	"github.com/ggcore/ggcore/core/secrets"
 	"github.com/ggcore/ggcore/core/tlsconf"
 )
 
@@ -37,6 +38,10 @@ type core struct {
 	// deployer applies deployments; nil without ggHost. Set before the
 	// bridge runs, read by its notification handler.
 	deployer *deploy.Deployer[checkedGroup]
+	// secrets serves the group's deployed secrets to its functions.
+	secrets *secrets.Store
+	// fn runs the group's local functions; nil until it has some.
+	fn *localFunctions
 	// stopBackground ends the goroutines that talk to the control plane;
 	// background waits for them.
 	stopBackground context.CancelFunc
@@ -109,6 +114,7 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 		return nil, err
 	}
 	c.groupID, c.devices, c.subscriptions = g.GroupId, len(g.Devices), len(g.Subscriptions)
+	c.openSecrets(ps, g)
 
 	var upstreamFn broker.Upstream
 	if ct := cfg.CoreThing; ct.IotHost != "" {
@@ -162,6 +168,10 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 		return nil, err
 	}
 	c.broker = b
+	if err := c.switchFunctions(g); err != nil {
+		b.Close()
+		return nil, err
+	}
 	c.startBackground(cloud)
 	return c, nil
 }
@@ -210,6 +220,7 @@ func (c *core) serverCertificate(store *keys.Store, ps principals, cloud *contro
 func (c *core) stop() error {
 	c.stopBackground()
 	c.background.Wait()
+	c.stopFunctions()
 	err := c.broker.Close()
 	logStats(c.log, c.stats())
 	if c.up != nil {

@@ -22,6 +22,7 @@ func (c *core) reloadGroup() {
 		c.log.Error("group reload refused; keeping the running group", "path", c.cfg.GroupPath(), "error", err)
 		return
 	}
+	c.loadSecrets(g)
 	c.log.Info("group reloaded", "group", g.GroupId, "version", g.GroupVersionId,
 		"devices", len(g.Devices), "subscriptions", len(g.Subscriptions))
 }
@@ -42,6 +43,9 @@ func (c *core) switchGroup(g checkedGroup) error {
 	}
 	if c.up != nil {
 		c.up.bridge.SetFilters(cloudFilters(g.g))
+	}
+	if err := c.switchFunctions(g.g); err != nil {
+		c.log.Error("local functions not switched to the new group", "error", err)
 	}
 	logUnavailableTargets(c.log, g.g, c.up != nil)
 	c.groupID, c.devices, c.subscriptions = g.g.GroupId, len(g.g.Devices), len(g.g.Subscriptions)
@@ -99,7 +103,7 @@ func brokerGroup(cfg *config.Config, g *config.Group) (broker.Group, error) {
 	if err != nil {
 		return broker.Group{}, err
 	}
-	bg := broker.Group{ID: g.GroupId, Table: table, Devices: make([]broker.Thing, len(g.Devices))}
+	bg := broker.Group{ID: g.GroupId, Table: table, Devices: make([]broker.Thing, len(g.Devices)), Functions: functionARNs(g)}
 	for i, d := range g.Devices {
 		bg.Devices[i] = broker.Thing{Name: d.Name(), ARN: d.ThingArn, CertificateID: d.CertificateID()}
 	}
@@ -119,8 +123,8 @@ func logUnavailableTargets(log *slog.Logger, g *config.Group, cloudOn bool) {
 			case end == "GGShadowService":
 				log.Warn("subscription endpoint not available in this core yet; it routes nothing",
 					"subscription", s.Id, "endpoint", end)
-			case isFunctionARN(end):
-				log.Warn("Lambda functions are not supported by ggcore; subscription routes nothing",
+			case isFunctionARN(end) && !functionRunnable(g, end):
+				log.Warn("function has no Executable (or is a v1 system function); subscription routes nothing",
 					"subscription", s.Id, "endpoint", end)
 			}
 		}

@@ -51,6 +51,7 @@ func (h *handler) view(g store.Group) (Group, error) {
 		Core:                Member{Thing: g.Core, CertificateId: g.CoreCert},
 		Devices:             []Member{},
 		Subscriptions:       g.Subscriptions,
+		Resources:           g.Resources,
 		CAs:                 g.CAs,
 		CertificateExpiryMs: g.CertificateExpiryMs,
 	}

@@ -76,6 +76,12 @@ func NewHandler(st *store.Store, o Options) http.Handler {
 		{"POST /v1/groups/{group}/deployments", h.deploy},
 		{"GET /v1/groups/{group}/deployments", h.listDeployments},
 		{"GET /v1/groups/{group}/deployments/{deployment}", h.getDeployment},
+		{"POST /v1/secrets", h.createSecret},
+		{"GET /v1/secrets", h.listSecrets},
+		{"POST /v1/secret-values", h.putSecretValue},
+		{"PUT /v1/things/{thing}/secrets-key", h.setSecretsKey},
+		{"POST /v1/groups/{group}/resources", h.addResource},
+		{"DELETE /v1/groups/{group}/resources/{id}", h.removeResource},
 	} {
 		mux.HandleFunc(r.pattern, h.serve(r.fn))
 	}

@@ -46,12 +46,14 @@ type (
 	// Group is a group as the admin API shows it: everything but the CA
 	// key.
 	Group struct {
-		Id                  string               `json:"Id"`
-		Core                Member               `json:"Core"`
-		Devices             []Member             `json:"Devices"`
-		Subscriptions       []store.Subscription `json:"Subscriptions"`
-		CAs                 []string             `json:"CAs"`
-		CertificateExpiryMs int64                `json:"CertificateExpiryMs"`
+		Id            string               `json:"Id"`
+		Core          Member               `json:"Core"`
+		Devices       []Member             `json:"Devices"`
+		Subscriptions []store.Subscription `json:"Subscriptions"`
+		// Resources are the group's secret resources.
+		Resources           []store.SecretResource `json:"Resources,omitempty"`
+		CAs                 []string               `json:"CAs"`
+		CertificateExpiryMs int64                  `json:"CertificateExpiryMs"`
 		// CurrentDeploymentId is the deployment the core is told to run
 		// ("" before the first deployment).
 		CurrentDeploymentId string `json:"CurrentDeploymentId,omitempty"`

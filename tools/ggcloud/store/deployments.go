@@ -87,6 +87,15 @@ func (s *Store) Deploy(groupID string) (string, error) {
 		if id, err = newDeploymentID(); err != nil {
 			return err
 		}
+		envelope, err := sealSecrets(tx, g, id, doc)
+		if err != nil {
+			return fmt.Errorf("store: deploy group %s: secrets: %w", groupID, err)
+		}
+		if envelope != nil {
+			if err := tx.Bucket(bEnvelopes).Put([]byte(groupID+"/"+id), envelope); err != nil {
+				return err
+			}
+		}
 		now := time.Now().UTC()
 		d := Deployment{GroupId: groupID, DeploymentId: id, GroupVersionId: strconv.FormatUint(seq, 10), CreatedAt: now, Core: g.Core}
 		if err := put(versions, id, d); err != nil {
@@ -128,6 +137,9 @@ func render(tx *bolt.Tx, g Group, id Identity, version string) ([]byte, error) {
 	}
 	for _, s := range g.Subscriptions {
 		doc.Subscriptions = append(doc.Subscriptions, config.Subscription{Id: s.Id, Source: s.Source, Subject: s.Subject, Target: s.Target})
+	}
+	if doc.Resources, err = renderResources(g); err != nil {
+		return nil, err
 	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

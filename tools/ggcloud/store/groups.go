@@ -31,6 +31,9 @@ type Group struct {
 	// CAKey is the group CA's private key (PEM) that signs the core's
 	// MQTT server certificates; it never leaves ggcloud.
 	CAKey string `json:"caKey,omitempty"`
+	// Resources are the group's secret resources (v1's
+	// SecretsManagerSecretResourceData).
+	Resources []SecretResource `json:"resources,omitempty"`
 	// CertificateExpiryMs is the validity of the MQTT server
 	// certificates ggcloud signs (v1's CertificateExpiryInMilliseconds);
 	// zero means 7 days.
@@ -84,6 +87,9 @@ func (s *Store) CreateGroup(g Group) error {
 			}
 			if g.Subscriptions == nil {
 				g.Subscriptions = old.Subscriptions
+			}
+			if g.Resources == nil {
+				g.Resources = old.Resources
 			}
 			if !sameGroup(old, g) {
 				return fmt.Errorf("store: group %s exists with another definition (core %s): %w", g.ID, old.Core, ErrExists)
@@ -140,6 +146,9 @@ func normalize(g Group) Group {
 	}
 	if len(g.Subscriptions) == 0 {
 		g.Subscriptions = nil
+	}
+	if len(g.Resources) == 0 {
+		g.Resources = nil
 	}
 	return g
 }

@@ -62,6 +62,7 @@ var (
 var allBuckets = [][]byte{
 	bThings, bCertificates, bPolicies, bConnectivity, bGroups, bMeta,
 	bThingCerts, bMembers, bDeployments, bDocuments, bCurrent, bStatus,
+	bSecrets, bSecretsKeys, bEnvelopes,
 }
 
 // schema is the layout version of the file; Open rebuilds the indexes of
