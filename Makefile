@@ -38,7 +38,7 @@ deps:
 	@tools/scripts/deps.sh
 
 ## test: every test, as CI runs it (.ci/run), after fmt-check, tree-check, vet and lint
-test: deps fmt-check tree-check vet lint
+test: deps kernels fmt-check tree-check vet lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # `make check` tests every package but tests/... (QEMU, the end-to-end

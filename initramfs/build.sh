@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # build.sh FLAVOR ARCH [BUILD]: builds the ggcore firmware image with
 # u-root (the version in go.mod) into BUILD/images:
-#   ggcore-FLAVOR-ARCH.cpio.xz   the initramfs (gginit as /init, ggcore, kernel modules)
-#   vmlinuz-ARCH                 Debian's kernel it boots with under QEMU
+#   ggcore-FLAVOR-ARCH.cpio.xz   the initramfs (gginit as /init, ggcore)
+#   vmlinuz-ARCH                 the kernel it boots with
 #   ggcore-FLAVOR-ARCH.json      its manifest: flavor, arch, commit, sha256, sizes
+# The kernel is ggcore's own (initramfs/kernel-build.sh: Debian's
+# linux-source-6.1 with buildroot/board/ggcore/linux-ARCH.fragment,
+# everything built in), cached in BUILD/kernel. GGCORE_KERNEL=debian
+# boots Debian's packaged kernel instead (initramfs/kernel.sh), with the
+# modules the image needs copied into the initramfs.
 # FLAVOR: tpm (static ggcore, no shell), pkcs11 (cgo ggcore + SoftHSM2 and
 # the libraries it needs), debug (tpm plus a shell and core tools).
 # The same commit and kernel build the same bytes.
@@ -25,46 +30,65 @@ if [ "$flavor" = pkcs11 ] && [ "$arch" != "$(dpkg --print-architecture)" ]; then
   exit 2
 fi
 
-step "fetching Debian's kernel (cached in $build/kernel)"
-kdir=$("$here/kernel.sh" "$arch" "$build/kernel")
-release=$(ls "$kdir/lib/modules")
-
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
+files=()
 
-# The kernel modules the boot needs (virtio disk and network, ext4), with
-# every module they depend on, per modules.dep.
-step "selecting kernel modules for $release"
-# crc32c: ext4 asks the crypto API for it, and there is no modprobe to
-# load it on demand.
-want=(virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4)
-moddir="$kdir/lib/modules/$release"
-mkdir -p "$stage/modules/$release"
-cp "$moddir/modules.builtin" "$stage/modules/$release/"
-# gginit loads each line's modules in order, and the lines side by side.
-printf '%s\n' "virtio_pci virtio_blk virtio_net virtio_rng" "crc32c_generic ext4" >"$stage/modules.list"
-: >"$stage/modules/$release/modules.dep"
-for m in "${want[@]}"; do
-  line=$(awk -v m="$m" '{ f=$1; sub(":$", "", f); n=f; sub(".*/", "", n); sub("\\.ko.*$", "", n); gsub("-", "_", n); if (n == m) { print; exit } }' "$moddir/modules.dep")
-  if [ -z "$line" ]; then
-    grep -q "/$m.ko" "$moddir/modules.builtin" || { echo "image: kernel module $m is neither in modules.dep nor built in" >&2; exit 1; }
-    continue
-  fi
-  for f in ${line/:/}; do
-    mkdir -p "$stage/modules/$release/$(dirname "$f")"
-    cp "$moddir/$f" "$stage/modules/$release/$f"
-    # Only the image's own modules in its modules.dep: less to read at boot.
-    grep -q "^$f:" "$stage/modules/$release/modules.dep" || grep "^$f:" "$moddir/modules.dep" >>"$stage/modules/$release/modules.dep"
-  done
-done
+kernel=${GGCORE_KERNEL:-own}
+case "$kernel" in
+  own)
+    step "ggcore's kernel (initramfs/kernel-build.sh, cached in $build/kernel)"
+    kdir=$("$here/kernel-build.sh" "$arch" "$build/kernel")
+    release=$(sed -n 's/^ *"release": "\(.*\)",$/\1/p' "$kdir/kernel.json")
+    kimage="$kdir/$([ "$arch" = amd64 ] && echo bzImage || echo Image)"
+    ;;
+  debian)
+    step "fetching Debian's kernel (cached in $build/kernel)"
+    kdir=$("$here/kernel.sh" "$arch" "$build/kernel")
+    release=$(ls "$kdir/lib/modules")
+    kimage="$kdir/vmlinuz"
+    # The kernel modules the boot needs (virtio disk and network, ext4), with
+    # every module they depend on, per modules.dep.
+    step "selecting kernel modules for $release"
+    # crc32c: ext4 asks the crypto API for it, and there is no modprobe to
+    # load it on demand.
+    want=(virtio_pci virtio_blk virtio_net virtio_rng crc32c_generic ext4)
+    moddir="$kdir/lib/modules/$release"
+    mkdir -p "$stage/modules/$release"
+    cp "$moddir/modules.builtin" "$stage/modules/$release/"
+    # gginit loads each line's modules in order, and the lines side by side.
+    printf '%s\n' "virtio_pci virtio_blk virtio_net virtio_rng" "crc32c_generic ext4" >"$stage/modules.list"
+    : >"$stage/modules/$release/modules.dep"
+    for m in "${want[@]}"; do
+      line=$(awk -v m="$m" '{ f=$1; sub(":$", "", f); n=f; sub(".*/", "", n); sub("\\.ko.*$", "", n); gsub("-", "_", n); if (n == m) { print; exit } }' "$moddir/modules.dep")
+      if [ -z "$line" ]; then
+        grep -q "/$m.ko" "$moddir/modules.builtin" || { echo "image: kernel module $m is neither in modules.dep nor built in" >&2; exit 1; }
+        continue
+      fi
+      for f in ${line/:/}; do
+        mkdir -p "$stage/modules/$release/$(dirname "$f")"
+        cp "$moddir/$f" "$stage/modules/$release/$f"
+        # Only the image's own modules in its modules.dep: less to read at boot.
+        grep -q "^$f:" "$stage/modules/$release/modules.dep" || grep "^$f:" "$moddir/modules.dep" >>"$stage/modules/$release/modules.dep"
+      done
+    done
+    files+=(-files "$stage/modules:lib/modules" -files "$stage/modules.list:etc/gginit/modules")
+    ;;
+  *) echo "image: unknown GGCORE_KERNEL=$kernel (want own or debian)" >&2; exit 2 ;;
+esac
+
+# The build time (the commit's, so that a commit builds the same bytes):
+# the clock's floor, for ggcore (-X main.buildTime) and gginit.
+built=${built:-${SOURCE_DATE_EPOCH:-$(cd "$root" && git log -1 --format=%ct 2>/dev/null || echo 0)}}
+[ -f "$stage/build-time" ] || printf '%s\n' "$built" >"$stage/build-time"
 
 step "building ggcore (GOARCH=$arch, $([ "$flavor" = pkcs11 ] && echo cgo || echo 'CGO_ENABLED=0, static'))"
 cgo=0
 [ "$flavor" = pkcs11 ] && cgo=1
 (cd "$root" && CGO_ENABLED=$cgo GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
-  -ldflags "-s -w -buildid=" -o "$stage/ggcore" ./core/cmd/ggcore)
+  -ldflags "-s -w -buildid= -X main.buildTime=$built" -o "$stage/ggcore" ./core/cmd/ggcore)
 
-files=(-files "$stage/ggcore:bin/ggcore" -files "$stage/modules:lib/modules" -files "$stage/modules.list:etc/gginit/modules")
+files+=(-files "$stage/ggcore:bin/ggcore" -files "$stage/build-time:etc/gginit/build-time")
 cmds=(./initramfs/cmd/gginit)
 shell=(-defaultsh "")
 case "$flavor" in
@@ -95,7 +119,7 @@ cpio="$stage/image.cpio"
 step "compressing (xz, as the kernel reads it)"
 name="ggcore-$flavor-$arch"
 xz -9 --check=crc32 -T1 -c "$cpio" >"$out/$name.cpio.xz"
-cp "$kdir/vmlinuz" "$out/vmlinuz-$arch"
+cp "$kimage" "$out/vmlinuz-$arch"
 
 commit=$(cd "$root" && git rev-parse HEAD 2>/dev/null || echo unknown)
 dirty=$(cd "$root" && git status --porcelain 2>/dev/null | grep -q . && echo true || echo false)
@@ -106,6 +130,7 @@ cat >"$out/$name.json" <<JSON
   "arch": "$arch",
   "commit": "$commit",
   "dirty": $dirty,
+  "build_time": $built,
   "kernel": "$release",
   "image": "$name.cpio.xz",
   "sha256": "$sha",

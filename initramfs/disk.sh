@@ -3,7 +3,8 @@
 # label greengrass, default 64M) from a ggprov bundle with `mke2fs -d`, so
 # no root mount is needed. The bundle is laid out as the image mounts it:
 #   /greengrass/config/config.json   the bundle's config.json, paths rewritten to /greengrass,
-#                                    the TPM at /dev/tpmrm0, the MQTT server on every interface
+#                                    the TPM at /dev/tpmrm0, the MQTT server on every interface,
+#                                    ggcore.time.setClock true unless ggcore.time is set
 #   /greengrass/certs, /greengrass/devices, /greengrass/write (without the
 #                                    host's device certificate manager state)
 #   /greengrass/softhsm              SOFTHSM_DIR's tokens, when set (pkcs11 flavor), with
@@ -35,6 +36,17 @@ sed -e "s|file://$esc/|file:///greengrass/|g" -e "s|\"$esc/|\"/greengrass/|g" -e
   -e 's|"device": "[^"]*"|"device": "/dev/tpmrm0"|' \
   -e 's|"localMqttBind": "[^"]*"|"localMqttBind": "0.0.0.0"|' \
   "$bundle/config.json" >"$stage/config/config.json"
+
+# A gateway has no battery-backed clock: ggcore sets it (from
+# ggcore.time.ntpServers, else the control plane's HTTPS Date) unless the
+# bundle's config says otherwise in ggcore.time.
+if ! grep -q '"time"[[:space:]]*:' "$stage/config/config.json"; then
+  if grep -q '^[[:space:]]*"ggcore":[[:space:]]*{[[:space:]]*$' "$stage/config/config.json"; then
+    sed -i 's|^\([[:space:]]*\)"ggcore":[[:space:]]*{[[:space:]]*$|&\n\1  "time": {"setClock": true},|' "$stage/config/config.json"
+  else
+    echo "disk: config.json's ggcore object is not on lines of its own; add \"time\": {\"setClock\": true} to it for the gateway to set its clock" >&2
+  fi
+fi
 
 if [ -n "${SOFTHSM_DIR:-}" ]; then
   cp -a "$SOFTHSM_DIR" "$stage/softhsm"

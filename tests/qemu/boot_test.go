@@ -43,9 +43,9 @@ func TestBootRefusals(t *testing.T) {
 	})
 }
 
-// TestArm64Image boots the tpm-flavor arm64 build with file keys (Debian's
-// arm64 kernel has no platform TPM driver) to ggcore ready and a routed
-// message.
+// TestArm64Image boots the tpm-flavor arm64 build with file keys (no TPM
+// attached; TestArm64TPMImage has the keys in one) to ggcore ready and a
+// routed message.
 func TestArm64Image(t *testing.T) {
 	initrd, kernel := image(t, "tpm", "arm64")
 	b := provision(t, "file")

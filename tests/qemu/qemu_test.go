@@ -420,12 +420,19 @@ func sha256File(t testing.TB, path string) string {
 
 // firstConnection tries a device connection (mosquitto_pub as sensor)
 // from now on, every 100 ms, and returns when the first one was accepted,
-// counted from QEMU's start.
+// counted from QEMU's start. Until the console says `ggcore ready` an
+// attempt gets half a second: QEMU's user network holds a connection
+// made before the guest listens and retries it with backoff, which would
+// otherwise count seconds the guest was already serving.
 func (v *vm) firstConnection(t testing.TB, b *bundle) time.Duration {
 	t.Helper()
 	deadline := time.Now().Add(bootTimeout)
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		limit := guestTimeout
+		if _, ready := v.console.seenAt("ggcore ready"); !ready {
+			limit = 500 * time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		err := exec.CommandContext(ctx, "mosquitto_pub", append(b.mosq(v, "sensor"), "-t", "sensors/sensor/boot", "-m", "up")...).Run()
 		cancel()
 		if err == nil {

@@ -20,12 +20,21 @@ declare -A need=(
   [debugfs]=e2fsprogs
   [qemu-system-x86_64]=qemu-system-x86
   [qemu-system-aarch64]=qemu-system-arm
+  # make kernel: Debian's linux-source-6.1, built natively and for arm64
+  [make]=make
+  [bc]=bc
+  [flex]=flex
+  [bison]=bison
+  [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
 )
 
 # file -> Debian package that provides it (libraries and modules)
 declare -A needFile=(
   [/usr/lib/softhsm/libsofthsm2.so]=softhsm2
   [/usr/lib/$(uname -m)-linux-gnu/ossl-modules/tpm2.so]=tpm2-openssl
+  [/usr/src/linux-source-6.1.tar.xz]=linux-source-6.1
+  [/usr/include/openssl/ssl.h]=libssl-dev
+  [/usr/include/gelf.h]=libelf-dev
 )
 
 missing=()
