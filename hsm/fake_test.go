@@ -2,6 +2,8 @@
 
 package hsm
 
+//lint:file-ignore SA1019 the fake token decrypts RSA PKCS #1 v1.5 (CKM_RSA_PKCS), the mechanism ggcore asks real tokens for, as Greengrass v1 wraps secrets with it.
+
 import (
 	"bytes"
 	"crypto"

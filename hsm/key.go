@@ -4,7 +4,6 @@ package hsm
 
 import (
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -247,14 +246,8 @@ func parseECPublic(keyType uint, params, point []byte) (crypto.PublicKey, error)
 	case oid.Equal(oidP224):
 		curve = elliptic.P224()
 	case oid.Equal(oidP256):
-		if _, err := ecdh.P256().NewPublicKey(point); err != nil {
-			return nil, fmt.Errorf("P-256 point: %w", err)
-		}
 		curve = elliptic.P256()
 	case oid.Equal(oidP384):
-		if _, err := ecdh.P384().NewPublicKey(point); err != nil {
-			return nil, fmt.Errorf("P-384 point: %w", err)
-		}
 		curve = elliptic.P384()
 	case oid.Equal(oidP521):
 		curve = elliptic.P521()
@@ -265,8 +258,13 @@ func parseECPublic(keyType uint, params, point []byte) (crypto.PublicKey, error)
 	if len(point) != 1+2*size || point[0] != 4 {
 		return nil, fmt.Errorf("EC point of %d bytes is not an uncompressed %s point", len(point), curve.Params().Name)
 	}
-	return &ecdsa.PublicKey{Curve: curve,
-		X: new(big.Int).SetBytes(point[1 : 1+size]), Y: new(big.Int).SetBytes(point[1+size:])}, nil
+	// ParseUncompressedPublicKey also refuses a point that is not on the
+	// curve or is the point at infinity.
+	pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+	if err != nil {
+		return nil, fmt.Errorf("%s point: %w", curve.Params().Name, err)
+	}
+	return pub, nil
 }
 
 // Public returns the key's public key: *rsa.PublicKey or

@@ -107,6 +107,8 @@ func TestParseECPublic(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrapped, _ := asn1.Marshal(raw)
+	offCurve := append([]byte(nil), raw...)
+	offCurve[len(offCurve)-1] ^= 1
 	p256, _ := asn1.Marshal(oidP256)
 	p384, _ := asn1.Marshal(oidP384)
 	p521, _ := asn1.Marshal(oidP521)
@@ -122,6 +124,8 @@ func TestParseECPublic(t *testing.T) {
 		{"no point", p256, nil, "no CKA_EC_POINT"},
 		{"explicit parameters", []byte{0x30, 0x00}, wrapped, "not a named curve"},
 		{"compressed point", p256, append([]byte{2}, raw[1:33]...), "P-256 point"},
+		{"point off the curve", p256, offCurve, "P-256 point"},
+		{"point (0, 0)", p256, append([]byte{4}, make([]byte, len(raw)-1)...), "P-256 point"},
 	}
 	for _, tc := range tests {
 		pub, err := parseECPublic(pkcs11.CKK_EC, tc.params, tc.point)

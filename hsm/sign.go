@@ -132,6 +132,7 @@ func (k *Key) Decrypt(_ io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byt
 	sessionKeyLen := 0
 	switch o := opts.(type) {
 	case nil:
+	//lint:ignore SA1019 ggcore decrypts RSA PKCS #1 v1.5 on purpose: Greengrass v1 wraps secrets with it (SecretsManager).
 	case *rsa.PKCS1v15DecryptOptions:
 		if o != nil {
 			sessionKeyLen = o.SessionKeyLen

@@ -305,6 +305,7 @@ func (k *Key) decryptErr(msg []byte, opts crypto.DecrypterOpts) ([]byte, error) 
 	sessionKeyLen := 0
 	switch o := opts.(type) {
 	case nil:
+	//lint:ignore SA1019 ggcore decrypts RSA PKCS #1 v1.5 on purpose: Greengrass v1 wraps secrets with it (SecretsManager).
 	case *rsa.PKCS1v15DecryptOptions:
 		sessionKeyLen = o.SessionKeyLen
 	case *rsa.OAEPOptions:

@@ -1,5 +1,7 @@
 package tpm
 
+//lint:file-ignore SA1019 the tests wrap secrets with RSA PKCS #1 v1.5, as Greengrass v1 does, to check the TPM key decrypts them.
+
 import (
 	"bytes"
 	"crypto"

@@ -51,7 +51,8 @@ type fixture struct {
 	log       *testtool.Buffer
 
 	mu  sync.Mutex
-	srv *mqtt.Server // nil while the cloud is down
+	srv *mqtt.Server   // nil while the cloud is down
+	ln  *connsListener // srv's listener
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -115,11 +116,12 @@ func newFixture(t *testing.T) *fixture {
 // time, the same port after).
 func (f *fixture) startCloud(t *testing.T) {
 	t.Helper()
-	ln, err := net.Listen("tcp", f.addr)
+	tcp, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		t.Fatalf("cloud broker: %v", err)
 	}
-	f.addr = ln.Addr().String()
+	f.addr = tcp.Addr().String()
+	ln := &connsListener{Listener: tcp}
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	for _, h := range []mqtt.Hook{new(auth.AllowHook), f.cloud} {
 		if err := srv.AddHook(h, nil); err != nil {
@@ -133,25 +135,79 @@ func (f *fixture) startCloud(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
-	f.srv = srv
+	f.srv, f.ln = srv, ln
 	f.mu.Unlock()
-	t.Cleanup(f.stopCloud)
+	t.Cleanup(func() { f.stopCloud(t) })
 }
 
 // stopCloud stops the cloud broker, dropping the bridge's connection and
 // its subscriptions; it does nothing when the broker is down.
-func (f *fixture) stopCloud() {
+//
+// mochi's Close disconnects the clients it has, then waits for every
+// connection it accepted to end: one accepted a moment before (the
+// bridge reconnects every 100 ms while the cloud is down) becomes a
+// client after that and is never disconnected. So the listener is
+// closed first, which drops every connection it accepted, and Close,
+// bounded, only waits for mochi's goroutines to see that.
+func (f *fixture) stopCloud(t *testing.T) {
 	f.mu.Lock()
-	srv := f.srv
-	f.srv = nil
+	srv, ln := f.srv, f.ln
+	f.srv, f.ln = nil, nil
 	f.mu.Unlock()
 	if srv == nil {
 		return
 	}
-	srv.Close()
+	ln.Close()
+	closed := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(testtool.Timeout):
+		t.Errorf("the cloud broker did not stop within %v of its connections being dropped", testtool.Timeout)
+	}
 	f.cloud.mu.Lock()
 	clear(f.cloud.subscribed)
 	f.cloud.mu.Unlock()
+}
+
+// connsListener is a listener that remembers the connections it accepted,
+// and drops them when it is closed.
+type connsListener struct {
+	net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+func (l *connsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	l.conns = append(l.conns, c)
+	return c, nil
+}
+
+// Close stops accepting and drops every connection accepted.
+func (l *connsListener) Close() error {
+	l.mu.Lock()
+	conns := l.conns
+	l.conns, l.closed = nil, true
+	l.mu.Unlock()
+	err := l.Listener.Close()
+	for _, c := range conns {
+		c.Close()
+	}
+	return err
 }
 
 // publish publishes a message in the cloud, as a cloud application would.
@@ -266,7 +322,10 @@ func (h *cloudHook) Provides(b byte) bool {
 	return b == mqtt.OnPublish || b == mqtt.OnSubscribed || b == mqtt.OnUnsubscribed
 }
 
-// OnPublish runs before the broker sends the PUBACK.
+// OnPublish runs before the broker sends the PUBACK. It never blocks:
+// mochi's Close waits for the connection's goroutine, which runs it. A
+// withheld PUBACK is mochi's ErrRejectPacket (the message is dropped
+// unanswered), not a wait.
 func (h *cloudHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -378,7 +437,7 @@ func TestBridgeRemovesAMessageOnlyAfterItsPuback(t *testing.T) {
 	}
 	// The connection drops before the PUBACK: the message stays in the
 	// spool and goes again once the cloud is back.
-	f.stopCloud()
+	f.stopCloud(t)
 	if n := f.spool.Stats().Messages; n != 1 {
 		t.Fatalf("spool holds %d messages after the connection dropped before the PUBACK; want 1", n)
 	}
@@ -414,7 +473,7 @@ func TestBridgeSurvivesAnUpstreamOutage(t *testing.T) {
 	f.waitReceived(t, len(first))
 	f.waitSpoolEmpty(t)
 
-	f.stopCloud()
+	f.stopCloud(t)
 	during := numbered("m", len(first), 30)
 	for _, p := range during {
 		f.spoolMessage(t, b, "telemetry/dev1", p)

@@ -1,5 +1,7 @@
 package keys
 
+//lint:file-ignore SA1019 the decryption key is checked the way ggcore uses it: RSA PKCS #1 v1.5, with which Greengrass v1 wraps secrets.
+
 import (
 	"crypto"
 	"crypto/ecdsa"

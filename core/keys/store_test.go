@@ -1,5 +1,7 @@
 package keys
 
+//lint:file-ignore SA1019 secrets are wrapped with RSA PKCS #1 v1.5 here because Greengrass v1 wraps them so, and ggcore must decrypt them.
+
 import (
 	"crypto"
 	"crypto/ecdsa"

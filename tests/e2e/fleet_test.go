@@ -124,13 +124,6 @@ func (f *fleet) device(t *testing.T, g map[string]any, dev string) map[string]an
 	return nil
 }
 
-// thingARN returns the thing ARN ggprov registered for dev.
-func (f *fleet) thingARN(t *testing.T, dev string) string {
-	t.Helper()
-	arn, _ := f.device(t, readJSON(t, f.groupPath()), dev)["ThingArn"].(string)
-	return arn
-}
-
 // route is one subscription-table entry in device names: from and to are
 // thing names, or "cloud".
 type route struct{ from, subject, to string }

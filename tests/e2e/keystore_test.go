@@ -1,5 +1,7 @@
 package e2e
 
+//lint:file-ignore SA1019 the test wraps a data key with RSA PKCS #1 v1.5, as Greengrass v1 does, to check each key store decrypts it.
+
 import (
 	"bytes"
 	"context"
