@@ -23,6 +23,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ggcore/ggcore/internal/boltcheck"
 )
 
 // Errors callers tell apart with errors.Is.
@@ -93,6 +95,13 @@ func Open(dir string) (*Store, error) {
 		}
 	}
 	path := filepath.Join(dir, "ggcloud.db")
+	// bbolt maps the file and follows what it finds unchecked: a damaged
+	// file would crash ggcloud (SIGBUS) instead of being refused.
+	if err := boltcheck.File(path, 5*time.Second); errors.Is(err, boltcheck.ErrLocked) {
+		return nil, fmt.Errorf("store: %s is in use by another ggcloud", path)
+	} else if err != nil {
+		return nil, fmt.Errorf("store: %s is damaged (%w): restore it from a backup, or move it away to start afresh", path, err)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {

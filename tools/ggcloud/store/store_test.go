@@ -512,3 +512,25 @@ func TestSecondOpenWaitsThenFails(t *testing.T) {
 		t.Errorf("second Open = %v; want an in-use error", err)
 	}
 }
+
+// A damaged store file is refused with a message naming it, not mapped.
+func TestOpenRefusesDamagedFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	path := filepath.Join(dir, "ggcloud.db")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, info.Size()/2+100); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("Open of a truncated store: %v, want a refusal naming %s as damaged", err, path)
+	}
+}
