@@ -63,6 +63,11 @@ type Bridge struct {
 	filters []string // upstream subscriptions wanted
 	cm      *autopaho.ConnectionManager
 	refused int64 // messages the upstream refused (reason code >= 0x80)
+	// conn lives as long as the current upstream connection: a publish
+	// waiting for its PUBACK when the connection drops gives up at once
+	// and is sent again on the next one, rather than after paho's timeout.
+	conn       context.Context
+	connCancel context.CancelFunc
 }
 
 // New returns a Bridge; Run connects it.
@@ -169,6 +174,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			b.log.Info("connected upstream", "server", u.Host, "spooled", b.o.Spool.Stats().Messages)
 			b.mu.Lock()
+			if b.connCancel != nil {
+				b.connCancel()
+			}
+			b.conn, b.connCancel = context.WithCancel(ctx)
 			filters := append(slices.Clone(b.filters), b.controlTopics()...)
 			b.mu.Unlock()
 			if len(filters) > 0 {
@@ -180,6 +189,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 			}
 		},
 		OnConnectionDown: func() bool {
+			b.mu.Lock()
+			if b.connCancel != nil {
+				b.connCancel()
+			}
+			b.mu.Unlock()
 			b.log.Warn("upstream connection lost; messages for the cloud are spooled until it is back")
 			return true
 		},
@@ -235,8 +249,16 @@ func (b *Bridge) drain(ctx context.Context, cm *autopaho.ConnectionManager) {
 			sleep(ctx, time.Second)
 			continue
 		}
+		b.mu.Lock()
+		conn := b.conn
+		b.mu.Unlock()
+		if conn == nil || conn.Err() != nil {
+			// Connected, but OnConnectionUp has not run yet.
+			sleep(ctx, 10*time.Millisecond)
+			continue
+		}
 		for _, m := range msgs {
-			resp, err := cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: m.Topic, Payload: m.Payload})
+			resp, err := cm.Publish(conn, &paho.Publish{QoS: 1, Topic: m.Topic, Payload: m.Payload})
 			// A PUBACK with a reason code of 0x80 or above comes with an
 			// error too; the message was answered, and is dropped rather
 			// than block the spool.

@@ -4,6 +4,7 @@
 //
 // The broker is mochi plus hooks, one concern per file: identity.go
 // decides who may connect, routing.go decides what each device receives,
+// queue.go holds and sends each subscriber's messages (flow control),
 // drops.go counts and logs what could not be delivered.
 package broker
 
@@ -44,6 +45,9 @@ type Group struct {
 	Devices []Thing
 	// Table decides every delivery.
 	Table *router.Table
+	// Functions are the ARNs of the group's local functions: Sources and
+	// Targets of the table that are not devices (see functions.go).
+	Functions []string
 }
 
 // snapshot is an immutable, indexed Group. The broker swaps snapshots
@@ -53,6 +57,8 @@ type snapshot struct {
 	table  *router.Table
 	byCert map[string]*Thing
 	byName map[string]*Thing
+	// functions: local function ARN -> its identity as a Source.
+	functions map[string]*Thing
 }
 
 func newSnapshot(g Group) (*snapshot, error) {
@@ -77,19 +83,33 @@ func newSnapshot(g Group) (*snapshot, error) {
 		s.byCert[t.CertificateID] = t
 	}
 	s.byName[cloudClient] = &cloudThing
+	s.functions = make(map[string]*Thing, len(g.Functions))
+	for _, arn := range g.Functions {
+		t := &Thing{Name: functionClient(arn), ARN: arn}
+		s.functions[arn] = t
+		s.byName[t.Name] = t
+	}
 	return s, nil
 }
 
-// Limits bound the memory one client can make the broker hold.
+// Limits bound the memory clients can make the broker hold.
 type Limits struct {
-	// MaxPendingWrites is the per-client queue of outbound packets. A
-	// subscriber that falls this far behind loses messages; every loss is
-	// counted and logged (see drops.go). It is also the channel size mochi
-	// allocates for every client, so it is the main per-client cost.
-	MaxPendingWrites int32
-	// MaxInflight bounds unacknowledged outbound QoS 1/2 messages kept per
-	// session, online or offline. Past it, new QoS 1/2 messages for that
-	// session are refused, counted and logged by mochi.
+	// QueueMessages and QueueBytes bound each subscriber's queue of
+	// messages not yet sent (queue.go). When one is full, the oldest
+	// queued QoS 0 message makes room; with none, the new message is
+	// dropped; either way counted and logged.
+	QueueMessages int
+	QueueBytes    int64
+	// TotalQueueBytes bounds all subscribers' queues together. Past nine
+	// tenths of it publishers are slowed (PublishWait); past it messages
+	// for subscribers with a queue are dropped, counted and logged.
+	TotalQueueBytes int64
+	// PublishWait is the longest one publish is held while the queues are
+	// near TotalQueueBytes.
+	PublishWait time.Duration
+	// MaxInflight bounds unacknowledged outbound QoS 1/2 messages per
+	// session: the window of a connected subscriber (lowered to its MQTT 5
+	// Receive Maximum), and the queue of a session that is not connected.
 	MaxInflight uint16
 	// ReceiveMaximum is how many QoS 1/2 publishes a client may have
 	// unacknowledged towards the broker (MQTT 5 flow control).
@@ -103,30 +123,57 @@ type Limits struct {
 	SessionExpiry uint32
 	// MessageExpiry caps how long a queued message is kept, in seconds.
 	MessageExpiry int64
-	// InflightWait is how long delivering a QoS 1/2 message may wait for
-	// room in a connected subscriber's full inflight window before the
-	// message is dropped (counted and logged). While it waits, the
-	// publisher's connection is not read: TCP flow control slows the
-	// publisher to the subscriber's pace. The bound keeps two devices that
-	// publish to each other from waiting on each other for long.
-	InflightWait time.Duration
 }
 
-// DefaultLimits are sized for a gateway with about a thousand devices:
-// the pending-write queues cost 8 KiB per client, and a full inflight
-// window of 256 KiB messages stays in the tens of megabytes per session
-// only for pathological clients.
+// DefaultLimits are sized for a gateway with about a thousand devices: a
+// subscriber that stops reading can have 10,000 messages (16 MiB) queued
+// before it loses any, and all queues together hold at most 256 MiB.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxPendingWrites: 1024,
-		MaxInflight:      512,
-		ReceiveMaximum:   256,
-		MaxPacketSize:    256 << 10,
-		MaxClients:       10000,
-		SessionExpiry:    24 * 60 * 60,
-		MessageExpiry:    24 * 60 * 60,
-		InflightWait:     2 * time.Second,
+		QueueMessages:   10000,
+		QueueBytes:      16 << 20,
+		TotalQueueBytes: 256 << 20,
+		PublishWait:     time.Second,
+		MaxInflight:     512,
+		ReceiveMaximum:  256,
+		MaxPacketSize:   256 << 10,
+		MaxClients:      10000,
+		SessionExpiry:   24 * 60 * 60,
+		MessageExpiry:   24 * 60 * 60,
 	}
+}
+
+// withDefaults fills the zero fields of l from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	fill := func(v *int64, def int64) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	if l.QueueMessages <= 0 {
+		l.QueueMessages = d.QueueMessages
+	}
+	fill(&l.QueueBytes, d.QueueBytes)
+	fill(&l.TotalQueueBytes, d.TotalQueueBytes)
+	fill(&l.MaxClients, d.MaxClients)
+	fill(&l.MessageExpiry, d.MessageExpiry)
+	if l.PublishWait <= 0 {
+		l.PublishWait = d.PublishWait
+	}
+	if l.MaxInflight == 0 {
+		l.MaxInflight = d.MaxInflight
+	}
+	if l.ReceiveMaximum == 0 {
+		l.ReceiveMaximum = d.ReceiveMaximum
+	}
+	if l.MaxPacketSize == 0 {
+		l.MaxPacketSize = d.MaxPacketSize
+	}
+	if l.SessionExpiry == 0 {
+		l.SessionExpiry = d.SessionExpiry
+	}
+	return l
 }
 
 // Options configure a Broker.
@@ -138,11 +185,14 @@ type Options struct {
 	TLS *tls.Config
 	// Logger receives the broker's log lines; nil means slog.Default().
 	Logger *slog.Logger
-	// Limits; the zero value means DefaultLimits().
+	// Limits; zero fields take DefaultLimits()' values.
 	Limits Limits
 	// Upstream takes messages the table routes to the cloud; nil drops
 	// them (counted as unrouted targets).
 	Upstream Upstream
+	// Persistence, when set, keeps persistent sessions and retained
+	// messages across restarts (see persist.go); nil keeps them in memory.
+	Persistence *Persistence
 }
 
 // Stats are the broker's counters since start.
@@ -152,8 +202,12 @@ type Stats struct {
 	Refused int64
 	// Unrouted counts publishes that no subscription routes anywhere.
 	Unrouted int64
-	// Dropped counts messages lost because a subscriber's queue was full.
+	// Dropped counts messages not delivered to a subscriber: its queue
+	// full (or all queues at their bound), larger than it accepts, or
+	// refused by the upstream spool (see drops.go, cloud.go).
 	Dropped int64
+	// QueuedBytes is what all subscribers' queues hold now.
+	QueuedBytes int64
 	// InflightDropped counts QoS 1/2 messages refused because a session's
 	// inflight window was full.
 	InflightDropped int64
@@ -169,15 +223,19 @@ type Broker struct {
 	snap atomic.Pointer[snapshot]
 
 	limits Limits
-	pacer  *pacer
+	queues *queues
+	drops  *drops
 
 	upstream Upstream
+	// store keeps sessions across restarts; nil without Persistence.
+	store *sessionStore
 	// cloud is the inline client messages from the cloud come from.
 	cloud *mqtt.Client
+	// fns connects local functions (functions.go).
+	fns functionRouting
 
 	refused  atomic.Int64
 	unrouted atomic.Int64
-	dropped  atomic.Int64
 }
 
 // sentinelClient holds the broker's own shared subscriptions (see New).
@@ -196,17 +254,17 @@ func New(o Options, g Group) (*Broker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	lim := o.Limits
-	if lim == (Limits{}) {
-		lim = DefaultLimits()
-	}
+	lim := o.Limits.withDefaults()
 	snap, err := newSnapshot(g)
 	if err != nil {
 		return nil, err
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = lim.MaxPendingWrites
+	// mochi's own per-client outbound queue carries only what reaches a
+	// client before its session is established; every other delivery
+	// goes through queue.go. Its channel is allocated for every client.
+	caps.MaximumClientWritesPending = 16
 	caps.MaximumInflight = lim.MaxInflight
 	caps.ReceiveMaximum = lim.ReceiveMaximum
 	caps.MaximumPacketSize = lim.MaxPacketSize
@@ -217,22 +275,21 @@ func New(o Options, g Group) (*Broker, error) {
 	// another; v1 never offered them. SUBSCRIBE to $share/... gets 0x9E.
 	caps.SharedSubAvailable = 0
 
-	b := &Broker{log: log, addr: o.Listener.Addr(), limits: lim, upstream: o.Upstream}
-	b.pacer = &pacer{b: b}
+	b := &Broker{log: log, addr: o.Listener.Addr(), limits: lim, upstream: o.Upstream, drops: &drops{log: log}}
+	b.queues = newQueues(b)
 	b.snap.Store(snap)
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       log.With("component", "mqtt"),
-		// A subscriber's queued packets are written in batches of up to
-		// one full TLS record instead of mochi's 2 KiB, cutting the TLS
-		// and syscall cost per message. The buffer exists only while a
-		// queue does.
-		ClientNetWriteBufferSize: 16 << 10,
+		// queue.go writes queued messages in batches itself; mochi's
+		// buffers serve only acknowledgements and the like.
+		ClientNetWriteBufferSize: 2 << 10,
+		ClientNetReadBufferSize:  2 << 10,
 		// $SYS topics are published with no origin; the routing hook
 		// drops them like any other unrouted message.
 		SysTopicResendInterval: 60,
 	})
-	for _, h := range []mqtt.Hook{&identityHook{b: b}, &routingHook{b: b}, b.pacer, &dropsHook{b: b}} {
+	for _, h := range []mqtt.Hook{&takeoverHook{b: b}, &identityHook{b: b}, &routingHook{b: b}, &queueHook{qs: b.queues}} {
 		if err := b.srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
@@ -244,8 +301,12 @@ func New(o Options, g Group) (*Broker, error) {
 	for _, f := range []string{"$share/ggcore/#", "$share/ggcore/$SYS/#"} {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}
+	if err := b.openPersistence(o.Persistence); err != nil {
+		return nil, err
+	}
 	b.cloud = b.srv.NewClient(nil, "local", cloudClient, true)
 	if err := b.srv.AddListener(mochiext.NewTLSListener("mqtts", o.Listener, o.TLS, nil)); err != nil {
+		_ = b.closePersistence()
 		return nil, fmt.Errorf("broker: add listener: %w", err)
 	}
 	return b, nil
@@ -253,6 +314,9 @@ func New(o Options, g Group) (*Broker, error) {
 
 // Start serves in the background until Close.
 func (b *Broker) Start() error {
+	if err := b.restore(); err != nil {
+		return err
+	}
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("broker: serve: %w", err)
 	}
@@ -264,10 +328,11 @@ func (b *Broker) Addr() net.Addr { return b.addr }
 
 // Close stops listening and disconnects every client.
 func (b *Broker) Close() error {
+	b.queues.closed.Store(true)
 	if err := b.srv.Close(); err != nil {
 		return fmt.Errorf("broker: close: %w", err)
 	}
-	return nil
+	return b.closePersistence()
 }
 
 // Stats returns the counters.
@@ -275,11 +340,16 @@ func (b *Broker) Stats() Stats {
 	return Stats{
 		Refused:         b.refused.Load(),
 		Unrouted:        b.unrouted.Load(),
-		Dropped:         b.dropped.Load(),
+		Dropped:         b.drops.total.Load(),
+		QueuedBytes:     b.queues.bytes.Load(),
 		InflightDropped: atomic.LoadInt64(&b.srv.Info.InflightDropped),
 		Clients:         atomic.LoadInt64(&b.srv.Info.ClientsConnected),
 	}
 }
+
+// ClientDropped returns how many messages for client id were dropped
+// (see Stats.Dropped) since it joined the group.
+func (b *Broker) ClientDropped(id string) int64 { return b.drops.client(id) }
 
 // DisconnectAll disconnects every connected client (MQTT 5: DISCONNECT
 // 0x98, administrative action), as v1 did when it rotated the server
@@ -309,14 +379,21 @@ func (b *Broker) SetGroup(g Group) error {
 	b.snap.Store(snap)
 	for id, cl := range b.srv.Clients.GetAll() {
 		t := snap.byName[id]
-		if t == nil || certificateID(cl) != t.CertificateID {
+		if t == nil || b.sessionCertificate(cl) != t.CertificateID {
 			b.log.Info("device removed from group: disconnecting", "client", id, "group", snap.id)
 			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
 			b.srv.UnsubscribeClient(cl)
 			b.srv.Clients.Delete(id)
+			b.forgetSession(id)
+			b.queues.forget(id)
+			b.drops.flush(id, true)
 			continue
 		}
 		b.purgeInflight(cl, snap, t)
+		b.queues.purge(id, func(pk *packets.Packet) bool {
+			src := snap.byName[pk.Origin]
+			return src != nil && snap.table.Allowed(src.ARN, t.ARN, pk.TopicName)
+		})
 	}
 	return nil
 }
@@ -336,6 +413,7 @@ func (b *Broker) purgeInflight(cl *mqtt.Client, snap *snapshot, target *Thing) {
 		if cl.State.Inflight.Delete(pk.PacketID) {
 			cl.State.Inflight.IncreaseSendQuota()
 			atomic.AddInt64(&b.srv.Info.Inflight, -1)
+			b.forgetQueued(cl.ID, pk.PacketID)
 		}
 	}
 }

@@ -17,10 +17,10 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/router"
 	"github.com/ggcore/ggcore/core/tlsconf"
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 const arnPrefix = "arn:aws:iot:us-east-1:000000000000:thing/"
@@ -35,6 +35,8 @@ type testFleet struct {
 	broker  *Broker
 	// upstream, when set before start, takes messages routed to cloud.
 	upstream Upstream
+	// limits, when set before start, are the broker's limits.
+	limits Limits
 }
 
 func newTestFleet(t *testing.T, names ...string) *testFleet {
@@ -46,7 +48,7 @@ func newTestFleet(t *testing.T, names ...string) *testFleet {
 	f := &testFleet{t: t, pool: x509.NewCertPool(), certs: map[string]tls.Certificate{}}
 	f.pool.AddCert(ca.Cert)
 	issue := func(cn string, usage pki.Usage) tls.Certificate {
-		key, err := keys.Generate(keys.ECP256)
+		key, err := keyspec.ECP256.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +89,7 @@ func (f *testFleet) start(g Group) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	b, err := New(Options{Listener: ln, TLS: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Upstream: f.upstream}, g)
+	b, err := New(Options{Listener: ln, TLS: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Upstream: f.upstream, Limits: f.limits}, g)
 	if err != nil {
 		f.t.Fatal(err)
 	}

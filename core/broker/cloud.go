@@ -38,7 +38,7 @@ func (b *Broker) toCloud(cl *mqtt.Client, pk packets.Packet) error {
 		return nil
 	}
 	if err := b.upstream(pk.TopicName, pk.Payload); err != nil {
-		b.dropped.Add(1)
+		b.drops.total.Add(1)
 		b.log.Error("message for the cloud not accepted", "client", cl.ID, "topic", pk.TopicName, "error", err)
 		return packets.ErrQuotaExceeded
 	}

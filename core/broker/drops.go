@@ -1,79 +1,87 @@
 package broker
 
 import (
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// dropLogInterval is how often a slow subscriber's drop count is logged.
+// dropLogInterval is how often one subscriber's drops are logged.
 const dropLogInterval = time.Second
 
-// dropsHook counts every message lost because a subscriber's pending-write
-// queue was full, and logs each subscriber's losses at most once per
-// dropLogInterval (with the count since the last line), so an overloaded
-// gateway neither loses messages silently nor floods its log.
-//
-// mochi drops rather than blocks here by design: blocking the publisher's
-// goroutine on one slow subscriber would stall every other subscriber of
-// that publisher. QoS 1/2 senders still see back-pressure through MQTT
-// flow control (ReceiveMaximum) and the bounded inflight window.
-type dropsHook struct {
-	mqtt.HookBase
-	b *Broker
+// drops counts every message the broker could not deliver to a
+// subscriber (its queue full, the broker's queues at their bound, a
+// message larger than the subscriber takes, an offline session's queue
+// full), in total and per subscriber, and logs each subscriber's drops at
+// most once per dropLogInterval with the count since its last line, so
+// that an overloaded gateway neither loses messages silently nor floods
+// its log.
+type drops struct {
+	log   *slog.Logger
+	total atomic.Int64
 
-	mu      sync.Mutex
-	pending map[string]*dropRecord
+	mu        sync.Mutex
+	perClient map[string]*dropRecord
 }
 
 type dropRecord struct {
-	count  int64
-	logged time.Time
+	total    int64 // since the subscriber's first drop
+	unlogged int64
+	logged   time.Time
 }
 
-func (h *dropsHook) ID() string { return "ggcore-drops" }
-
-func (h *dropsHook) Provides(b byte) bool {
-	switch b {
-	case mqtt.OnPublishDropped, mqtt.OnDisconnect:
-		return true
-	}
-	return false
-}
-
-func (h *dropsHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
-	h.b.dropped.Add(1)
+// add counts one message for client id dropped for reason.
+func (d *drops) add(id, reason, topic string, qos byte) {
+	d.total.Add(1)
 	now := time.Now()
-	h.mu.Lock()
-	if h.pending == nil {
-		h.pending = make(map[string]*dropRecord)
+	d.mu.Lock()
+	if d.perClient == nil {
+		d.perClient = make(map[string]*dropRecord)
 	}
-	r := h.pending[cl.ID]
+	r := d.perClient[id]
 	if r == nil {
 		r = &dropRecord{}
-		h.pending[cl.ID] = r
+		d.perClient[id] = r
 	}
-	r.count++
-	var n int64
+	r.total++
+	r.unlogged++
+	var n, total int64
 	if now.Sub(r.logged) >= dropLogInterval {
-		n, r.count, r.logged = r.count, 0, now
+		n, total, r.unlogged, r.logged = r.unlogged, r.total, 0, now
 	}
-	h.mu.Unlock()
+	d.mu.Unlock()
 	if n > 0 {
-		h.b.log.Warn("subscriber too slow: messages dropped", "client", cl.ID, "dropped", n,
-			"topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
+		d.log.Warn("messages for a subscriber dropped", "client", id, "reason", reason, "dropped", n,
+			"dropped_total", total, "topic", topic, "qos", qos)
 	}
 }
 
-// OnDisconnect logs drops not yet reported and forgets the client.
-func (h *dropsHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	h.mu.Lock()
-	r := h.pending[cl.ID]
-	delete(h.pending, cl.ID)
-	h.mu.Unlock()
-	if r != nil && r.count > 0 {
-		h.b.log.Warn("subscriber too slow: messages dropped", "client", cl.ID, "dropped", r.count)
+// client returns how many messages for client id were dropped since the
+// broker started (or since the device left the group).
+func (d *drops) client(id string) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r := d.perClient[id]; r != nil {
+		return r.total
+	}
+	return 0
+}
+
+// flush logs client id's drops not yet logged; forget also forgets its
+// count (the device left the group).
+func (d *drops) flush(id string, forget bool) {
+	d.mu.Lock()
+	r := d.perClient[id]
+	var n, total int64
+	if r != nil {
+		n, total, r.unlogged = r.unlogged, r.total, 0
+		if forget {
+			delete(d.perClient, id)
+		}
+	}
+	d.mu.Unlock()
+	if n > 0 {
+		d.log.Warn("messages for a subscriber dropped", "client", id, "dropped", n, "dropped_total", total)
 	}
 }

@@ -73,6 +73,7 @@ func (h *routingHook) OnACLCheck(cl *mqtt.Client, topicOrFilter string, write bo
 func (h *routingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	snap := h.b.snap.Load()
 	if t := snap.byName[cl.ID]; t != nil && snap.table.HasRoute(t.ARN, pk.TopicName) {
+		h.b.toFunctions(snap, t, pk)
 		return pk, h.b.toCloud(cl, pk)
 	}
 	h.b.unrouted.Add(1)
@@ -92,18 +93,29 @@ func (h *routingHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error)
 }
 
 // OnSelectSubscribers is the per-message routing decision. It runs on
-// the publisher's goroutine before mochi queues anything, which also makes
-// it the place to apply back-pressure (see pacer).
+// the publisher's goroutine before mochi queues anything; each allowed
+// subscriber's copy goes to its own queue (queue.go), and what is left
+// to mochi is only for sessions that are not connected.
 func (h *routingHook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
 	snap := h.b.snap.Load()
 	src := snap.byName[pk.Origin]
+	var msg *packets.Packet // one copy shared by every queue
 	for id, sub := range subs.Subscriptions {
 		dst := snap.byName[id]
-		if src == nil || dst == nil || !snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) {
+		if src == nil || dst == nil || !snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) ||
+			(sub.NoLocal && pk.Origin == id) {
 			delete(subs.Subscriptions, id)
 			continue
 		}
-		h.b.pacer.beforeDelivery(id, min(pk.FixedHeader.Qos, sub.Qos))
+		if msg == nil {
+			c := pk.Copy(false)
+			msg = &c
+		}
+		if h.b.queues.deliver(id, msg, sub) {
+			delete(subs.Subscriptions, id)
+			continue
+		}
+		h.b.offline(id, pk, sub, subs)
 	}
 	// Only the broker's sentinel holds shared subscriptions; select none.
 	clear(subs.Shared)

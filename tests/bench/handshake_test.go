@@ -22,12 +22,13 @@ import (
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/tlsconf"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 )
 
 func BenchmarkHandshake(b *testing.B) {
 	for _, backend := range []string{"file", "tpm", "pkcs11"} {
-		for _, kt := range []keys.Type{keys.ECP256, keys.RSA2048} {
+		for _, kt := range []keyspec.Type{keyspec.ECP256, keyspec.RSA2048} {
 			b.Run(fmt.Sprintf("%s/%s", backend, kt), func(b *testing.B) {
 				key := serverKey(b, backend, kt)
 				srv := startServer(b, key)
@@ -51,7 +52,7 @@ func BenchmarkHandshake(b *testing.B) {
 }
 
 // serverKey makes a signing key of type kt in the backend.
-func serverKey(b *testing.B, backend string, kt keys.Type) crypto.Signer {
+func serverKey(b *testing.B, backend string, kt keyspec.Type) crypto.Signer {
 	b.Helper()
 	var (
 		ref  string
@@ -59,7 +60,7 @@ func serverKey(b *testing.B, backend string, kt keys.Type) crypto.Signer {
 	)
 	switch backend {
 	case "file":
-		k, err := keys.Generate(kt)
+		k, err := kt.Generate()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -73,7 +74,7 @@ func serverKey(b *testing.B, backend string, kt keys.Type) crypto.Signer {
 	}
 	store := keys.NewStore(opts)
 	b.Cleanup(func() { store.Close() })
-	k, err := store.Create(ref, kt, keys.ForSigning)
+	k, err := store.Create(ref, kt, keyspec.Sign)
 	if err != nil {
 		b.Fatalf("create %s key in %s: %v", kt, backend, err)
 	}
@@ -99,7 +100,7 @@ func startServer(b *testing.B, key crypto.Signer) *server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	clientKey, err := keys.Generate(keys.ECP256)
+	clientKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		b.Fatal(err)
 	}

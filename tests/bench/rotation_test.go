@@ -16,6 +16,7 @@ import (
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/tlsconf"
+	"github.com/ggcore/ggcore/internal/keyspec"
 	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/api"
 	"github.com/ggcore/ggcore/tools/ggcloud/store"
@@ -31,21 +32,21 @@ import (
 //	go test -run NONE -bench Rotation ./tests/bench/
 func BenchmarkRotation(b *testing.B) {
 	for _, tc := range []struct {
-		backend string
-		kt      keys.Type
+		backend keyspec.Backend
+		kt      keyspec.Type
 	}{
-		{"file", keys.RSA2048},
-		{"file", keys.ECP256},
-		{"tpm", keys.ECP256},
-		{"pkcs11", keys.RSA2048},
+		{keyspec.File, keyspec.RSA2048},
+		{keyspec.File, keyspec.ECP256},
+		{keyspec.TPM, keyspec.ECP256},
+		{keyspec.PKCS11, keyspec.RSA2048},
 	} {
 		b.Run(fmt.Sprintf("%s/%s", tc.backend, tc.kt), func(b *testing.B) {
 			issuer := startControlPlane(b)
 			var opts keys.StoreOptions
 			switch tc.backend {
-			case "tpm":
+			case keyspec.TPM:
 				opts.TPMDevice = testtool.StartSWTPM(b, "unix").Device
-			case "pkcs11":
+			case keyspec.PKCS11:
 				tok := testtool.NewSoftHSMToken(b, "bench", "1234")
 				opts.PKCS11 = &config.PKCS11{P11Provider: tok.Module, SlotLabel: tok.Label, SlotUserPin: tok.PIN}
 			}
@@ -105,7 +106,7 @@ func startControlPlane(b *testing.B) *controlplane.Client {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	coreKey, err := keys.Generate(keys.ECP256)
+	coreKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func startControlPlane(b *testing.B) *controlplane.Client {
 			b.Fatal(err)
 		}
 	}
-	srvKey, err := keys.Generate(keys.ECP256)
+	srvKey, err := keyspec.ECP256.Generate()
 	if err != nil {
 		b.Fatal(err)
 	}

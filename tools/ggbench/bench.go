@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,16 +30,25 @@ func bench(ctx context.Context, o *options, say func(string, ...any)) (rep repor
 	}
 
 	pubs, subs := names("pub", o.pubs), names("sub", o.subs)
+	heldPubs, heldSubs := heldDevices(o.heldPairs)
 	port, err := freePort()
 	if err != nil {
 		return rep, err
 	}
-	say("provisioning %d publishers and %d subscribers", o.pubs, o.subs)
-	f, err := provision(ctx, o.ggprov, filepath.Join(work, "fleet"), port, "ecp256", append(pubs, subs...))
+	say("provisioning %d publishers and %d subscribers, and %d held-scenario pairs", o.pubs, o.subs, o.heldPairs)
+	devices := slices.Concat(pubs, subs, heldPubs, heldSubs)
+	f, err := provision(ctx, o.ggprov, filepath.Join(work, "fleet"), port, "ecp256", devices)
 	if err != nil {
 		return rep, err
 	}
-	if err := f.routeMesh(pubs, subs); err != nil {
+	if err := f.route(func(arns map[string]string) ([]subscription, error) {
+		mesh, err := meshRoutes(arns, pubs, subs)
+		if err != nil {
+			return nil, err
+		}
+		held, err := pairRoutes(arns, heldPubs, heldSubs)
+		return append(mesh, held...), err
+	}); err != nil {
 		return rep, err
 	}
 	tlsFor, err := f.clientTLS()
@@ -55,7 +65,12 @@ func bench(ctx context.Context, o *options, say func(string, ...any)) (rep repor
 			o.pubs, o.subs, o.messages, o.size, o.window),
 		"fanin: all publishers to sub0; fanout: pub0 to all subscribers; mesh: all to all. msgs/s = deliveries / (last delivery - first send); latency is send to delivery",
 		"QoS 0 publishers send back to back with no flow control, so QoS 0 latency is mostly queueing in the broker; a broker that bounds its queues drops instead (lost)",
+		"mochi: ggcore's engine (mochi-mqtt/server v2) bare, same TLS listener, profile, certificates and limits, no identity/routing/queueing hooks (see tools/ggbench/mochi.go)",
 	)
+	if o.heldPairs > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("held: %d workers, each publishing %d QoS 1 messages of %d bytes one at a time (waiting for each PUBACK) "+
+			"while its own subscriber holds its acknowledgements until the publisher is done: the broker must queue every worker's run", o.heldPairs, o.heldMessages, o.size))
+	}
 
 	results, notes, err := benchLoad(ctx, o, f, tlsFor, pubs, subs, work, say)
 	rep.Results = results
@@ -67,13 +82,17 @@ func bench(ctx context.Context, o *options, say func(string, ...any)) (rep repor
 	rep.Notes = append(rep.Notes, "load average after the load runs "+loadAverage()+
 		" (ggbench shares the machine with the brokers; other work running at the same time skews the figures)")
 	if o.devices > 0 {
-		rows, err := benchMemory(ctx, o, work, say)
-		rep.Memory = rows
+		rows, soaks, err := benchMemory(ctx, o, work, say)
+		rep.Memory, rep.Soak = rows, soaks
 		if err != nil {
 			return rep, err
 		}
 		rep.Notes = append(rep.Notes, fmt.Sprintf("memory: a fleet of %d devices (EC P-256 keys), connected %d handshakes at a time with mutual TLS, no subscriptions; read %s after the last connection",
 			o.devices, o.concurrency, settle))
+		if len(soaks) > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("soak: the %d devices each publish one QoS 1 message of %d bytes a second for %s, routed device i → device i+1 by the subscription table; "+
+				"memory sampled every %s from the moment all are connected and subscribed (start) to the end (end)", o.devices, o.size, o.soak, soakSample))
+		}
 	}
 	return rep, nil
 }
@@ -81,8 +100,11 @@ func bench(ctx context.Context, o *options, say func(string, ...any)) (rep repor
 // startBroker starts the named broker for fleet f; tag names its files
 // in the work directory.
 func startBroker(ctx context.Context, o *options, name string, f *fleet, work, tag string) (*process, error) {
-	if name == "ggcore" {
+	switch name {
+	case "ggcore":
 		return startGGCore(ctx, o.ggcore, f, work, tag)
+	case "mochi":
+		return startMochi(ctx, f, work, tag)
 	}
 	return startMosquitto(ctx, o.mosquitto, f, work, tag)
 }
@@ -146,6 +168,21 @@ func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*
 		}
 	}
 
+	if o.heldPairs > 0 {
+		for _, r := range runs {
+			say("%s held QoS 1: %d workers × %d messages", r.name, o.heldPairs, o.heldMessages)
+			res, err := runHeld(ctx, r.d, r.name, o.heldPairs, o.heldMessages, o.size, o.timeout, say)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s held: %w", r.name, err)
+			}
+			if r.p.exited() {
+				return nil, nil, r.p.exitError()
+			}
+			say("%s held QoS 1: %.0f msgs/s, lost %s", r.name, res.Rate(), formatLost(res.Lost(), res.Expected))
+			r.results = append(r.results, res)
+		}
+	}
+
 	for _, r := range runs {
 		if err := r.p.stop(); err != nil {
 			return nil, nil, err
@@ -178,30 +215,35 @@ func (r *brokerRun) note() string {
 }
 
 // benchMemory provisions a fleet of o.devices devices and measures each
-// broker's memory idle and with all of them connected.
-func benchMemory(ctx context.Context, o *options, work string, say func(string, ...any)) ([]memoryRow, error) {
+// broker's memory idle and with all of them connected; with --soak, it
+// then soaks ggcore with them.
+func benchMemory(ctx context.Context, o *options, work string, say func(string, ...any)) (rows []memoryRow, soaks []soakResult, err error) {
 	port, err := freePort()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	devices := names("dev", o.devices)
 	say("provisioning %d devices for the memory figures", o.devices)
 	start := time.Now()
 	f, err := provision(ctx, o.ggprov, filepath.Join(work, "fleet-memory"), port, "ecp256", devices)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	say("provisioned %d devices in %s", o.devices, time.Since(start).Round(time.Millisecond))
+	if o.soak > 0 {
+		if err := f.route(func(arns map[string]string) ([]subscription, error) { return ringRoutes(arns, devices) }); err != nil {
+			return nil, nil, err
+		}
+	}
 	tlsFor, err := f.clientTLS()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var rows []memoryRow
 	for _, b := range o.brokers {
 		say("starting %s with the %d-device fleet", b, o.devices)
 		p, err := startBroker(ctx, o, b, f, work, b+"-memory")
 		if err != nil {
-			return rows, err
+			return rows, soaks, err
 		}
 		r, err := measureMemory(ctx, p, b, dialer{addr: p.addr, tlsFor: tlsFor}, devices, o.concurrency, say)
 		rows = append(rows, r...)
@@ -209,10 +251,27 @@ func benchMemory(ctx context.Context, o *options, work string, say func(string, 
 			err = stopErr
 		}
 		if err != nil {
-			return rows, fmt.Errorf("%s memory: %w", b, err)
+			return rows, soaks, fmt.Errorf("%s memory: %w", b, err)
 		}
 	}
-	return rows, nil
+	if o.soak == 0 || !slices.Contains(o.brokers, "ggcore") {
+		return rows, soaks, nil
+	}
+	say("soak: starting ggcore with the %d-device fleet for %s", o.devices, o.soak)
+	p, err := startBroker(ctx, o, "ggcore", f, work, "ggcore-soak")
+	if err != nil {
+		return rows, soaks, err
+	}
+	res, err := runSoak(ctx, p, "ggcore", dialer{addr: p.addr, tlsFor: tlsFor}, devices, o, say)
+	if stopErr := p.stop(); err == nil && ctx.Err() == nil {
+		err = stopErr
+	}
+	if err != nil {
+		return rows, soaks, fmt.Errorf("ggcore soak: %w", err)
+	}
+	say("soak: %d published, %d delivered, %d lost; VmRSS start %s, peak %s, end %s", res.Published, res.Delivered, res.Lost(),
+		formatMiB(res.Start.RSS), formatMiB(res.Peak.RSS), formatMiB(res.End.RSS))
+	return rows, append(soaks, res), nil
 }
 
 // names returns prefix0..prefix(n-1).

@@ -16,6 +16,8 @@ type options struct {
 	pubs, subs, messages      int
 	size, window              int
 	devices, concurrency      int
+	heldPairs, heldMessages   int
+	soak                      time.Duration
 	timeout, drain            time.Duration
 	out                       string
 	keep                      bool
@@ -29,7 +31,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.ggprov, "ggprov", "", "ggprov binary (default: go build it)")
 	fs.StringVar(&o.ggcore, "ggcore", "", "ggcore binary (default: go build it)")
 	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "mosquitto binary (the baseline)")
-	brokers := fs.String("brokers", "mosquitto,ggcore", "brokers to measure, comma-separated, in order")
+	brokers := fs.String("brokers", "mosquitto,mochi,ggcore", "brokers to measure, comma-separated, in order: mosquitto, mochi (ggcore's engine bare), ggcore")
 	qos := fs.String("qos", "0,1", "QoS levels, comma-separated")
 	scenarios := fs.String("scenarios", strings.Join(scenarioNames, ","), "scenarios, comma-separated: fanin, fanout, mesh")
 	fs.IntVar(&o.pubs, "pubs", 4, "publishers")
@@ -38,6 +40,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.size, "size", 256, "payload bytes (at least 24: the stamp)")
 	fs.IntVar(&o.window, "window", 16, "QoS 1 in-flight PUBLISHes per publisher")
 	fs.IntVar(&o.devices, "devices", 1000, "devices connected for the memory figures (0: skip)")
+	fs.IntVar(&o.heldPairs, "held-pairs", 10, "workers of the held scenario (0: skip)")
+	fs.IntVar(&o.heldMessages, "held-messages", 10000, "QoS 1 messages per worker of the held scenario")
+	fs.DurationVar(&o.soak, "soak", 0, "soak duration: the --devices fleet publishing 1 msg/s each at QoS 1 through routes (0: skip)")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "TLS handshakes at a time when connecting the devices")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "limit for one run")
 	fs.DurationVar(&o.drain, "drain", 3*time.Second, "wait for late deliveries once traffic stops")
@@ -53,8 +58,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		bad("unexpected argument %q", fs.Arg(0))
 	}
 	for _, b := range o.brokers {
-		if b != "mosquitto" && b != "ggcore" {
-			bad("--brokers: %q is not mosquitto or ggcore", b)
+		if b != "mosquitto" && b != "mochi" && b != "ggcore" {
+			bad("--brokers: %q is not mosquitto, mochi or ggcore", b)
 		}
 	}
 	for _, q := range o.qos {
@@ -73,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}{
 		{"pubs", o.pubs, 1}, {"subs", o.subs, 1}, {"messages", o.messages, 1}, {"size", o.size, stampSize},
 		{"window", o.window, 1}, {"devices", o.devices, 0}, {"concurrency", o.concurrency, 1},
+		{"held-pairs", o.heldPairs, 0}, {"held-messages", o.heldMessages, 1},
 	} {
 		if n.val < n.min {
 			bad("--%s: %d is below %d", n.name, n.val, n.min)
@@ -80,6 +86,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.timeout <= 0 || o.drain <= 0 {
 		bad("--timeout and --drain must be positive")
+	}
+	if o.soak < 0 || (o.soak > 0 && o.devices < 2) {
+		bad("--soak: needs a duration of at least 0 and, to run, --devices of at least 2")
 	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(stderr, "ggbench: %v\n", err)

@@ -45,8 +45,12 @@ func startGGCore(ctx context.Context, bin string, f *fleet, logDir, tag string) 
 
 // parseReady recognises ggcore's ready line (slog text format) and returns
 // the value of its addr attribute.
-func parseReady(line string) (addr string, ok bool) {
-	if !strings.Contains(line, `msg="ggcore ready"`) {
+func parseReady(line string) (addr string, ok bool) { return parseReadyLine(line, "ggcore ready") }
+
+// parseReadyLine recognises a ready line with message msg and returns the
+// value of its addr attribute.
+func parseReadyLine(line, msg string) (addr string, ok bool) {
+	if !strings.Contains(line, `msg="`+msg+`"`) {
 		return "", false
 	}
 	for _, field := range strings.Fields(line) {

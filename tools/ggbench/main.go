@@ -1,6 +1,7 @@
-// Command ggbench measures ggcore's local MQTT broker against mosquitto,
-// side by side in one run, with the same certificates and mutual TLS, and
-// prints a Markdown table. It is what `make bench` runs.
+// Command ggbench measures ggcore's local MQTT broker against mosquitto
+// and against its own engine, mochi, run bare (mochi.go), side by side in
+// one run, with the same certificates and mutual TLS, and prints Markdown
+// tables. It is what `make bench` runs.
 //
 //	go run ./tools/ggbench [flags]
 //
@@ -28,9 +29,14 @@
 //     the first send to the last delivery), p50 and p99 end-to-end
 //     latency, and lost deliveries (expected = publishers × messages ×
 //     subscribers).
+//     Then the held scenario (held.go) against each broker: --held-pairs
+//     workers, each publishing --held-messages QoS 1 messages one at a time
+//     while its subscriber holds its acknowledgements until it is done.
 //  4. provisions a second fleet of --devices devices (EC P-256 keys) and
 //     reads each broker's resident memory (VmRSS, VmHWM) idle and with
-//     every device connected.
+//     every device connected; with --soak, then runs ggcore with every
+//     device publishing one QoS 1 message a second, routed to the next
+//     device, counting losses and sampling memory (soak.go).
 //  5. prints the tables on stdout (and to --out FILE); progress goes to
 //     stderr. Every process it started is stopped on exit and on Ctrl-C.
 //
@@ -39,21 +45,26 @@
 //	--ggprov PATH        ggprov binary (default: go build it)
 //	--ggcore PATH        ggcore binary (default: go build it)
 //	--mosquitto PATH     mosquitto binary (default /usr/sbin/mosquitto)
-//	--brokers LIST       brokers to measure, in order (default mosquitto,ggcore)
+//	--brokers LIST       brokers to measure, in order (default mosquitto,mochi,ggcore;
+//	                     mochi is ggcore's engine without ggcore's hooks, see mochi.go)
 //	--pubs N, --subs M   publishers and subscribers (default 4, 4)
 //	--messages K         messages per publisher and run (default 20000)
 //	--size BYTES         payload size, at least 24 (default 256)
 //	--qos LIST           QoS levels (default 0,1)
 //	--scenarios LIST     fanin, fanout, mesh (default all three)
 //	--window W           QoS 1 in-flight window per publisher (default 16)
+//	--held-pairs N       workers of the held scenario; 0 skips (default 10)
+//	--held-messages K    QoS 1 messages per held worker (default 10000)
 //	--devices D          devices connected for the memory figures; 0 skips (default 1000)
+//	--soak T             soak ggcore with the D devices for T; 0 skips (default 0)
 //	--concurrency C      handshakes at a time when connecting them (default 16)
 //	--timeout T          limit for one run (default 60s)
 //	--drain T            wait for late deliveries once traffic stops (default 3s)
 //	--out FILE           also write the report to FILE
 //	--keep               keep the work directory (bundles, configs, logs)
 //
-// Everything listens on 127.0.0.1 only. The work directory (logs of both
+// `ggbench serve-mochi --fleet DIR` is the bare mochi broker ggbench runs
+// as a child process. Everything listens on 127.0.0.1 only. The work directory (logs of both
 // brokers included) is removed at the end unless --keep is given.
 package main
 
@@ -80,6 +91,9 @@ func main() {
 // run is main with its inputs explicit; it returns the exit status: 0 when
 // every measurement ran, 1 on failure, 2 for usage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == serveMochiCommand {
+		return serveMochi(ctx, args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -16,7 +16,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o.pubs != 4 || o.subs != 4 || o.size != 256 || o.devices != 1000 || o.mosquitto != "/usr/sbin/mosquitto" {
 		t.Errorf("defaults = %+v", o)
 	}
-	if !slices.Equal(o.brokers, []string{"mosquitto", "ggcore"}) || !slices.Equal(o.qos, []string{"0", "1"}) ||
+	if !slices.Equal(o.brokers, []string{"mosquitto", "mochi", "ggcore"}) || !slices.Equal(o.qos, []string{"0", "1"}) ||
 		!slices.Equal(o.scenarios, scenarioNames) {
 		t.Errorf("default lists = %v %v %v", o.brokers, o.qos, o.scenarios)
 	}

@@ -13,8 +13,8 @@ import (
 	"strings"
 )
 
-// fleet is a provisioning bundle written by `ggprov init` (DESIGN.md,
-// "Provisioning bundle").
+// fleet is a provisioning bundle written by `ggprov init` (docs/design.md,
+// "Provisioning — ggprov").
 type fleet struct {
 	Dir     string
 	Port    int      // ggcore's MQTT port (coreThing.ggMqttPort)
@@ -114,7 +114,7 @@ func provision(ctx context.Context, ggprov, dir string, port int, keyType string
 	f := &fleet{Dir: dir, Port: port, Devices: devices}
 	for _, p := range []string{f.ConfigPath(), f.GroupPath(), f.RootCAPath(), f.GroupCAPath(), f.ServerCertPath(), f.ServerKeyPath()} {
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("ggprov init did not write the bundle as DESIGN.md describes: %w", err)
+			return nil, fmt.Errorf("ggprov init did not write the bundle as docs/design.md describes: %w", err)
 		}
 	}
 	return f, nil
@@ -186,16 +186,14 @@ func withSubscriptions(group []byte, route func(arns map[string]string) ([]subsc
 	return json.MarshalIndent(g, "", "  ")
 }
 
-// routeMesh rewrites the fleet's group.json so that every publisher
-// routes to every subscriber (meshRoutes).
-func (f *fleet) routeMesh(pubs, subs []string) error {
+// route rewrites the fleet's group.json's Subscriptions to what routes
+// returns (see withSubscriptions).
+func (f *fleet) route(routes func(arns map[string]string) ([]subscription, error)) error {
 	data, err := os.ReadFile(f.GroupPath())
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
 	}
-	out, err := withSubscriptions(data, func(arns map[string]string) ([]subscription, error) {
-		return meshRoutes(arns, pubs, subs)
-	})
+	out, err := withSubscriptions(data, routes)
 	if err != nil {
 		return fmt.Errorf("fleet: %s: %w", f.GroupPath(), err)
 	}

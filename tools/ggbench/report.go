@@ -12,6 +12,7 @@ type report struct {
 	Notes   []string
 	Results []result
 	Memory  []memoryRow
+	Soak    []soakResult
 }
 
 // markdown renders the report: the throughput/latency table, the
@@ -44,9 +45,11 @@ func (r report) markdown() string {
 		}
 	}
 
-	if ratios := ratioTable(r.Results); ratios != "" {
-		b.WriteString("\nggcore ÷ mosquitto (throughput above 1 and p99 below 1 favour ggcore):\n\n")
-		b.WriteString(ratios)
+	for _, base := range []string{"mosquitto", "mochi"} {
+		if ratios := ratioTable(r.Results, base); ratios != "" {
+			fmt.Fprintf(&b, "\nggcore ÷ %s (throughput above 1 and p99 below 1 favour ggcore):\n\n", base)
+			b.WriteString(ratios)
+		}
 	}
 
 	if len(r.Memory) > 0 {
@@ -56,6 +59,24 @@ func (r report) markdown() string {
 		}
 		b.WriteString("\n")
 		b.WriteString(t.String())
+	}
+
+	if len(r.Soak) > 0 {
+		t := table{header: []string{"soak", "devices", "duration", "published", "delivered", "lost", "VmRSS start", "VmRSS peak", "VmRSS end", "VmHWM"}}
+		for _, s := range r.Soak {
+			t.add(s.Broker, fmt.Sprint(s.Devices), s.Duration.String(), fmt.Sprint(s.Published), fmt.Sprint(s.Delivered),
+				formatLost(s.Lost(), s.Published), formatMiB(s.Start.RSS), formatMiB(s.Peak.RSS), formatMiB(s.End.RSS), formatMiB(s.End.Peak))
+		}
+		b.WriteString("\n")
+		b.WriteString(t.String())
+		for _, s := range r.Soak {
+			if s.Dupes > 0 || s.PubErrors > 0 {
+				fmt.Fprintf(&b, "\n- %s soak: %d duplicate deliveries, %d failed publishes\n", s.Broker, s.Dupes, s.PubErrors)
+			}
+			for _, e := range s.Errors {
+				fmt.Fprintf(&b, "- %s soak: error: %s\n", s.Broker, e)
+			}
+		}
 	}
 	return b.String()
 }
@@ -83,16 +104,16 @@ func resultRemarks(r result) []string {
 	return out
 }
 
-// ratioTable pairs each ggcore run with the mosquitto run of the same
-// scenario and QoS; it returns "" when there is no pair.
-func ratioTable(results []result) string {
+// ratioTable pairs each ggcore run with the run of broker base of the
+// same scenario and QoS; it returns "" when there is no pair.
+func ratioTable(results []result, baseBroker string) string {
 	type key struct {
 		scenario string
 		qos      byte
 	}
 	base := make(map[key]result)
 	for _, r := range results {
-		if r.Broker == "mosquitto" {
+		if r.Broker == baseBroker {
 			base[key{r.Scenario, r.QoS}] = r
 		}
 	}

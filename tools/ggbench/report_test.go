@@ -72,7 +72,7 @@ func TestReportMarkdown(t *testing.T) {
 
 func TestRatioTableNeedsBothBrokers(t *testing.T) {
 	only := []result{{Broker: "ggcore", Scenario: "mesh", QoS: 0, Received: 10, Elapsed: time.Second}}
-	if got := ratioTable(only); got != "" {
+	if got := ratioTable(only, "mosquitto"); got != "" {
 		t.Errorf("ratioTable without a mosquitto run = %q, want empty", got)
 	}
 }

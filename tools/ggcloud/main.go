@@ -9,7 +9,8 @@
 // certificates, policy stores and attaches AWS IoT policies, group builds
 // and deploys groups (with their secret resources), secret keeps the
 // secrets deployments carry to cores (sealed to each core's
-// SecretsManager key), connectivity sets what discovery reports of a
+// SecretsManager key), function uploads local functions' code and adds
+// them to groups, connectivity sets what discovery reports of a
 // core, and deployment reports deployments. DIR (--data) defaults to
 // $GGCLOUD_DATA, else ./ggcloud-data.
 //
@@ -88,6 +89,12 @@ ggcloud serves DIR, else on the store directly.`,
 				{Name: "put-value", Args: "SECRET [--from-file FILE] [--binary] [--stages L1,L2]",
 					Summary: "add a version to a secret; its labels (default AWSCURRENT) move to it, AWSCURRENT's old version becomes AWSPREVIOUS", Run: c(runSecretPutValue)},
 				{Name: "list", Summary: "list the secrets with their versions and staging labels (never the values)", Run: c(runSecretList)},
+			}},
+			{Name: "function", Subcommands: []cli.Command{
+				{Name: "put-code", Args: "--arn ARN --file ARCHIVE [--max-size BYTES]",
+					Summary: "upload a function's code (zip or tar.gz, default at most 50 MiB); deployments carry its SHA-256 and size", Run: c(runFunctionPutCode)},
+				{Name: "add", Args: "GROUP --arn ARN --config FILE [--id ID]", Summary: "add a local function (v1's FunctionConfiguration from FILE) to a group", Run: c(runFunctionAdd)},
+				{Name: "list", Summary: "list the functions' code (ARN, SHA-256, size)", Run: c(runFunctionList)},
 			}},
 			{Name: "connectivity", Subcommands: []cli.Command{
 				{Name: "set", Args: "THING HOST:PORT [HOST:PORT ...]", Summary: "set the endpoints discovery reports for a core", Run: c(runConnectivitySet)},

@@ -12,8 +12,8 @@ import (
 // and each answers -h and `help` with its usage and options.
 func TestEveryCommandHasHelp(t *testing.T) {
 	paths := program(&globals{}).Paths()
-	if len(paths) != 23 {
-		t.Errorf("%d commands in the table, want 23: %q", len(paths), paths)
+	if len(paths) != 26 {
+		t.Errorf("%d commands in the table, want 26: %q", len(paths), paths)
 	}
 	code, usage, stderr := ggcloud("-h")
 	if code != 0 || stderr != "" {
@@ -43,7 +43,7 @@ func TestUsageMistakes(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"unknown command", []string{"frobnicate"}, []string{`ggcloud: unknown command "frobnicate"; want one of: serve, thing, cert, policy, group, secret, connectivity, deployment`}},
+		{"unknown command", []string{"frobnicate"}, []string{`ggcloud: unknown command "frobnicate"; want one of: serve, thing, cert, policy, group, secret, function, connectivity, deployment`}},
 		{"unknown subcommand", []string{"thing", "delete", "gw"}, []string{`ggcloud: unknown command "thing delete"; want one of: thing create, thing list`, "  ggcloud thing list"}},
 		{"group without subcommand", []string{"group"}, []string{"ggcloud: group: want a subcommand: create, add-device, remove-device,", "  ggcloud group deploy ID"}},
 		{"stray argument", []string{"thing", "list", "gw"}, []string{`ggcloud: thing list: unexpected argument "gw"`, "usage: ggcloud [--data DIR] thing list\n"}},

@@ -302,9 +302,9 @@ demo_print() {
   local where ready keys_at dcm_at stop upstream
   if [ "$1" = image ]; then
     where="ggcore image in QEMU (the guest's MQTT port 8883 is forwarded to 127.0.0.1:$port; the guest calls ggcloud at 10.0.2.2:$cport)"
-    ready='Once the console below says "MQTT server certificate renewed"'
+    ready='Once the console below says "MQTT server certificate renewed" ("loaded" with a data disk kept from the last run)'
     upstream="the console"
-    dcm_at="on the guest's data disk ($build/demo-disk.img, made afresh from $demo each run)"
+    dcm_at="on the guest's data disk ($build/demo-disk.img, kept between runs; make run FRESH=1 makes it afresh from $demo)"
     stop="Ctrl-C stops QEMU (and its swtpm), then ggcloud."
   else
     where="ggcore on this machine, on 127.0.0.1:$port"

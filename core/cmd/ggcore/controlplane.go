@@ -50,7 +50,7 @@ func (c *core) startBackground(cloud *controlplane.Client) {
 			StatePath: filepath.Join(c.cfg.WriteDirectory, "deployment", "state.json"),
 			Check:     c.checkDeployment,
 			Activate:  c.switchGroup,
-			Prepare:   c.prepareSecrets(cloud),
+			Prepare:   c.prepareDeployment(cloud),
 			Interval:  time.Duration(c.cfg.GGCore.DeploymentPollSeconds) * time.Second,
 			Log:       c.log,
 		})

@@ -73,11 +73,15 @@ func (c *core) switchFunctions(g *config.Group) error {
 			return err
 		}
 	}
+	refs, err := functionCode(g)
+	if err != nil {
+		return err
+	}
 	specs := make([]functions.Spec, 0, len(fs))
 	known := make([]ipc.Function, 0, len(fs))
 	byARN := make(map[string]config.Function, len(fs))
 	for _, f := range fs {
-		specs = append(specs, functions.Spec{Function: f, CodeDir: codeDir(c.cfg, f.FunctionArn)})
+		specs = append(specs, functions.Spec{Function: f, CodeDir: functionDir(c.cfg, refs, f.FunctionArn)})
 		known = append(known, ipc.Function{ARN: f.FunctionArn, JSON: f.EncodingType == "json" && f.IsNodeJS(), Timeout: f.Timeout})
 		byARN[f.FunctionArn] = f
 	}

@@ -82,6 +82,9 @@ func NewHandler(st *store.Store, o Options) http.Handler {
 		{"PUT /v1/things/{thing}/secrets-key", h.setSecretsKey},
 		{"POST /v1/groups/{group}/resources", h.addResource},
 		{"DELETE /v1/groups/{group}/resources/{id}", h.removeResource},
+		{"PUT /v1/functions/code", h.putFunctionCode},
+		{"GET /v1/functions/code", h.listFunctionCode},
+		{"POST /v1/groups/{group}/functions", h.addFunction},
 	} {
 		mux.HandleFunc(r.pattern, h.serve(r.fn))
 	}

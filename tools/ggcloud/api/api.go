@@ -53,6 +53,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /greengrass/things/{thing}/deployment", s.currentDeployment)
 	mux.HandleFunc("GET /greengrass/groups/{group}/deployments/{deployment}", s.getDeployment)
 	mux.HandleFunc("GET /greengrass/groups/{group}/deployments/{deployment}/secrets", s.getDeploymentSecrets)
+	mux.HandleFunc("GET /greengrass/groups/{group}/deployments/{deployment}/code/{sha256}", s.getDeploymentCode)
 	// {core...}: the core's ARN, URL-encoded as one segment (thing%2Fgw)
 	// or with its slash left as is.
 	mux.HandleFunc("POST /greengrass/groups/{group}/deployments/{deployment}/cores/{core...}", s.updateCoreDeploymentStatus)

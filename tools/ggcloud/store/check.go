@@ -133,6 +133,7 @@ func checkSubscriptions(tx *bolt.Tx, g Group) error {
 	for _, d := range g.Devices {
 		endpoints = append(endpoints, id.ThingARN(d))
 	}
+	endpoints = append(endpoints, groupFunctionARNs(tx, g.ID)...)
 	for i, s := range g.Subscriptions {
 		where := fmt.Sprintf("store: group %s: subscription %q", g.ID, s.Id)
 		if !thingName.MatchString(s.Id) {
@@ -146,7 +147,7 @@ func checkSubscriptions(tx *bolt.Tx, g Group) error {
 		}
 		for _, e := range []struct{ name, value string }{{"Source", s.Source}, {"Target", s.Target}} {
 			if !slices.Contains(endpoints, e.value) {
-				return fmt.Errorf("%s: %s %q: want a thing of the group (its name or %s), %q or %q",
+				return fmt.Errorf("%s: %s %q: want a thing of the group (its name or %s), a function of the group, %q or %q",
 					where, e.name, e.value, id.ThingARN("NAME"), config.EndpointCloud, config.EndpointShadow)
 			}
 		}

@@ -141,6 +141,9 @@ func render(tx *bolt.Tx, g Group, id Identity, version string) ([]byte, error) {
 	if doc.Resources, err = renderResources(g); err != nil {
 		return nil, err
 	}
+	if doc.Functions, err = renderFunctions(tx, g.ID); err != nil {
+		return nil, err
+	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return nil, err

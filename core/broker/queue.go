@@ -1,0 +1,684 @@
+package broker
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Flow control. Every message for a connected subscriber goes through a
+// queue of its own (subQueue), owned by ggcore rather than mochi:
+//
+//   - the publisher's goroutine only appends to the subscriber's queue
+//     (OnSelectSubscribers removes the subscriber from mochi's list), so a
+//     slow or stalled subscriber never holds up a publisher or the other
+//     subscribers of its messages;
+//   - one writer goroutine per subscriber, started when its queue has
+//     messages and ended when it is empty, sends them in order, in
+//     batches of up to writeBatch bytes per write, QoS 1/2 messages only
+//     while the subscriber's window (its MQTT 5 Receive Maximum, at most
+//     Limits.MaxInflight) has room; acknowledgements wake it;
+//   - each queue is bounded in messages and bytes (Limits.QueueMessages,
+//     QueueBytes). When one is full, the oldest QoS 0 message queued is
+//     dropped to make room; with none, the new message is dropped. Every
+//     drop is counted per subscriber and logged at most once a second
+//     (drops.go). A publisher is never told: its message may have
+//     reached every other subscriber, and a refusal would make it send
+//     them duplicates;
+//   - all queues together are bounded by Limits.TotalQueueBytes. Past
+//     nine tenths of it, a publisher's next publish waits (at most
+//     Limits.PublishWait) for the writers to catch up: the only
+//     back-pressure publishers feel, and bounded, so that stalled
+//     subscribers cannot freeze the broker. Past the bound, messages for
+//     queued subscribers are dropped as above.
+//
+// Sessions that are not connected keep mochi's own queue (the session's
+// inflight messages, bounded by Limits.MaxInflight, which persist.go
+// stores); a queue that still holds messages when its subscriber
+// disconnects keeps them, in order, for the next connection of a
+// persistent session.
+
+// writeBatch is how many bytes of queued packets one write may carry.
+const writeBatch = 32 << 10
+
+// entryOverhead approximates the memory a queued message costs beyond its
+// topic and payload.
+const entryOverhead = 96
+
+// lingerTime is how long a writer whose queue is empty waits for more
+// before it ends.
+const lingerTime = 5 * time.Millisecond
+
+// retryInterval is how often a writer whose window is full checks again
+// without being woken (an acknowledgement normally wakes it).
+const retryInterval = time.Second
+
+// queued is one message in a subscriber's queue. msg is shared by every
+// subscriber of the message and never modified.
+type queued struct {
+	msg *packets.Packet
+	qos byte
+	// fwdRetained and retainAsPublished keep the retain flag, as mochi's
+	// own delivery would (retainAsPublished for MQTT 5 subscribers).
+	fwdRetained, retainAsPublished bool
+	ids                            []int // subscription identifiers
+	size                           int64
+	dead                           bool // dropped to make room
+}
+
+// subQueue is one subscriber's queue.
+type subQueue struct {
+	id string
+
+	// wmu is held by the writer while it turns queued messages into
+	// packets (and inflight messages) for its connection, and by detach:
+	// once detach has it, no message becomes an inflight message of the
+	// old connection. Publishers never take it. Lock order: wmu, mu.
+	wmu sync.Mutex
+	mu  sync.Mutex
+	// cl is the connection the writer sends to; nil while none is
+	// established.
+	cl *mqtt.Client
+	// connecting is set from the CONNECT of a connection until its
+	// session is established: messages for it wait in the queue.
+	connecting bool
+	entries    []queued // entries[head:] are queued, oldest first
+	head       int
+	live       int           // entries not dead
+	qos0       int           // live QoS 0 entries
+	bytes      int64         // size of the live entries
+	running    bool          // a writer goroutine serves the queue
+	wake       chan struct{} // wakes the writer: set at creation, never changed
+}
+
+// queues holds every subscriber's queue and the broker-wide accounting.
+type queues struct {
+	b      *Broker
+	m      sync.Map // client ID -> *subQueue
+	bytes  atomic.Int64
+	bufs   sync.Pool
+	closed atomic.Bool
+}
+
+func newQueues(b *Broker) *queues {
+	return &queues{b: b, bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+}
+
+func (qs *queues) get(id string) *subQueue {
+	if v, ok := qs.m.Load(id); ok {
+		return v.(*subQueue)
+	}
+	return nil
+}
+
+func (qs *queues) getOrCreate(id string) *subQueue {
+	if q := qs.get(id); q != nil {
+		return q
+	}
+	v, _ := qs.m.LoadOrStore(id, &subQueue{id: id, wake: make(chan struct{}, 1)})
+	return v.(*subQueue)
+}
+
+// entrySize is what a queued message counts against the bounds.
+func entrySize(pk *packets.Packet) int64 {
+	return int64(len(pk.Payload)+len(pk.TopicName)+len(pk.Properties.ResponseTopic)+
+		len(pk.Properties.CorrelationData)+len(pk.Properties.ContentType)) + entryOverhead
+}
+
+// window is how many QoS 1/2 messages may be unacknowledged at cl.
+func (qs *queues) window(cl *mqtt.Client) int {
+	w := int(qs.b.limits.MaxInflight)
+	if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < w {
+		w = rm
+	}
+	return max(w, 1)
+}
+
+// deliver takes a message for subscriber id from a publisher's goroutine.
+// It returns false when the subscriber has no queue in use (not
+// connected, nothing queued): mochi then handles it as for any session
+// that is not connected.
+func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscription) bool {
+	q := qs.get(id)
+	if q == nil {
+		return false
+	}
+	e := queued{msg: msg, qos: min(msg.FixedHeader.Qos, sub.Qos, qs.b.srv.Options.Capabilities.MaximumQos), size: entrySize(msg)}
+	e.fwdRetained, e.retainAsPublished = sub.FwdRetainedFlag, sub.RetainAsPublished
+	if len(sub.Identifiers) > 0 {
+		e.ids = make([]int, 0, len(sub.Identifiers))
+		for _, n := range sub.Identifiers {
+			e.ids = append(e.ids, n)
+		}
+		slices.Sort(e.ids)
+	}
+	lim := &qs.b.limits
+	q.mu.Lock()
+	if q.cl == nil && q.live == 0 && !q.connecting {
+		q.mu.Unlock()
+		return false
+	}
+	var dropped *queued
+	for q.live > 0 && (q.live >= lim.QueueMessages || q.bytes+e.size > lim.QueueBytes ||
+		qs.bytes.Load()+e.size > lim.TotalQueueBytes) {
+		if q.qos0 == 0 || !q.evictOldestQoS0(qs) {
+			dropped = &e
+			break
+		}
+		qs.b.drops.add(q.id, "queue full: oldest QoS 0 message dropped", msg.TopicName, 0)
+	}
+	if dropped == nil && q.live == 0 && qs.bytes.Load()+e.size > lim.TotalQueueBytes {
+		dropped = &e
+	}
+	if dropped != nil {
+		q.mu.Unlock()
+		qs.b.drops.add(q.id, "queue full: message dropped", msg.TopicName, e.qos)
+		return true
+	}
+	q.entries = append(q.entries, e)
+	q.live++
+	if e.qos == 0 {
+		q.qos0++
+	}
+	q.bytes += e.size
+	qs.bytes.Add(e.size)
+	q.kickLocked(qs)
+	q.mu.Unlock()
+	return true
+}
+
+// evictOldestQoS0 drops the oldest live QoS 0 entry; q.mu is held.
+func (q *subQueue) evictOldestQoS0(qs *queues) bool {
+	for i := q.head; i < len(q.entries); i++ {
+		e := &q.entries[i]
+		if !e.dead && e.qos == 0 {
+			e.dead = true
+			e.msg, e.ids = nil, nil
+			q.live--
+			q.qos0--
+			q.bytes -= e.size
+			qs.bytes.Add(-e.size)
+			return true
+		}
+	}
+	return false
+}
+
+// kickLocked starts the writer, or wakes it; q.mu is held.
+func (q *subQueue) kickLocked(qs *queues) {
+	if q.cl == nil || q.live == 0 {
+		return
+	}
+	if q.running {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	q.running = true
+	go qs.write(q, q.cl)
+}
+
+// pop removes the oldest entry; q.mu is held and q.live > 0.
+func (q *subQueue) pop(qs *queues) queued {
+	for {
+		e := q.entries[q.head]
+		q.entries[q.head] = queued{}
+		q.head++
+		if q.head == len(q.entries) {
+			q.entries, q.head = q.entries[:0], 0
+			if cap(q.entries) > 1024 {
+				q.entries = nil // release a burst's memory
+			}
+		} else if q.head >= 1024 && q.head*2 >= len(q.entries) {
+			n := copy(q.entries, q.entries[q.head:])
+			clear(q.entries[n:])
+			q.entries, q.head = q.entries[:n], 0
+		}
+		if e.dead {
+			continue
+		}
+		q.live--
+		if e.qos == 0 {
+			q.qos0--
+		}
+		q.bytes -= e.size
+		qs.bytes.Add(-e.size)
+		return e
+	}
+}
+
+// clearLocked discards every queued entry; q.mu is held.
+func (q *subQueue) clearLocked(qs *queues) {
+	qs.bytes.Add(-q.bytes)
+	q.entries, q.head, q.live, q.qos0, q.bytes = nil, 0, 0, 0, 0
+}
+
+// front returns the oldest live entry; q.mu is held and q.live > 0.
+func (q *subQueue) front() *queued {
+	for q.entries[q.head].dead {
+		q.entries[q.head] = queued{}
+		q.head++
+	}
+	return &q.entries[q.head]
+}
+
+// write is q's writer for connection cl: it sends what q holds, in
+// order, while cl is q's connection, and ends when q is empty.
+func (qs *queues) write(q *subQueue, cl *mqtt.Client) {
+	buf := qs.bufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 4*writeBatch {
+			buf.Reset()
+			qs.bufs.Put(buf)
+		}
+	}()
+	window := qs.window(cl)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	// wait waits for a wake-up or d; it reports whether it was woken.
+	wait := func(d time.Duration) bool {
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-q.wake:
+			return true
+		case <-timer.C:
+			return false
+		}
+	}
+	var batch []queued
+	linger := true
+	for {
+		buf.Reset()
+		var n int
+		var blocked, empty bool
+		n, blocked, empty, batch = qs.take(q, cl, window, buf, batch, linger)
+		if empty {
+			// Wait a moment for more before ending: a subscriber that
+			// keeps up with its publishers would otherwise get a new
+			// writer for every message.
+			linger = false
+			if wait(lingerTime) {
+				linger = true
+			}
+			continue
+		}
+		linger = true
+		if len(batch) > 0 { // messages taken, n of them encoded
+			if n == 0 {
+				continue
+			}
+			if err := qs.send(cl, buf.Bytes(), n); err != nil {
+				// The connection is gone: QoS 1/2 messages sent are in
+				// the session's inflight messages; the writer of the
+				// next connection sends the rest.
+				q.mu.Lock()
+				if q.cl == cl {
+					q.cl = nil
+				}
+				q.running = false
+				q.kickLocked(qs)
+				q.mu.Unlock()
+				return
+			}
+			continue
+		}
+		if !blocked {
+			return // take ended the writer
+		}
+		batch = batch[:0]
+		wait(retryInterval)
+	}
+}
+
+// take moves queued messages into buf, encoded for cl, up to writeBatch
+// bytes; QoS 1/2 messages become cl's inflight messages. It returns how
+// many packets it encoded, and, when none, whether the writer must wait
+// for room in the window (blocked) rather than end. Publishers wait for
+// q.mu only while entries are unlinked, not while they are encoded.
+//
+// With linger, an empty queue does not end the writer: take reports it
+// as blocked without waiting, so that the writer yields once before it
+// ends (a subscriber that keeps up with its publishers would otherwise
+// start a writer for every message).
+func (qs *queues) take(q *subQueue, cl *mqtt.Client, window int, buf *bytes.Buffer, batch []queued, linger bool) (n int, blocked, empty bool, _ []queued) {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	q.mu.Lock()
+	batch = batch[:0]
+	var size int64
+	inflight := -1
+	for size < writeBatch && q.live > 0 && q.cl == cl && !cl.Closed() {
+		e := q.front()
+		if e.qos > 0 {
+			if inflight < 0 {
+				inflight = cl.State.Inflight.Len()
+			}
+			if inflight >= window {
+				break
+			}
+			inflight++
+		}
+		e2 := q.pop(qs)
+		size += e2.size
+		batch = append(batch, e2)
+	}
+	if len(batch) == 0 {
+		defer q.mu.Unlock()
+		if q.cl == cl && !cl.Closed() && !qs.closed.Load() {
+			if q.live > 0 {
+				return 0, true, false, batch
+			}
+			if linger {
+				return 0, false, true, batch
+			}
+		}
+		q.running = false
+		if q.cl != cl {
+			q.kickLocked(qs) // a new connection took the queue over
+		}
+		return 0, false, false, batch
+	}
+	q.mu.Unlock()
+	for i := range batch {
+		if qs.encode(cl, batch[i], buf) {
+			n++
+		}
+		batch[i] = queued{}
+	}
+	return n, false, false, batch
+}
+
+// encode appends e's PUBLISH for cl to buf, as mochi's own delivery would
+// build it, and makes a QoS 1/2 message one of cl's inflight messages. It
+// returns false for a message it drops: expired, or larger than cl takes.
+func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer) bool {
+	srv := qs.b.srv
+	out := *e.msg // shallow: fields are replaced below, never modified in place
+	out.FixedHeader.Qos = e.qos
+	if !e.fwdRetained && (!e.retainAsPublished || cl.Properties.ProtocolVersion < 5) {
+		out.FixedHeader.Retain = false
+	}
+	if len(e.ids) > 0 {
+		out.Properties.SubscriptionIdentifier = e.ids
+	}
+	now := time.Now().Unix()
+	if out.Expiry > 0 {
+		if out.Expiry < now {
+			qs.b.log.Debug("queued message expired before delivery", "client", cl.ID, "topic", out.TopicName)
+			return false
+		}
+		out.Properties.MessageExpiryInterval = uint32(max(out.Expiry-now, 1))
+	}
+	if out.FixedHeader.Qos > 0 {
+		id, err := cl.NextPacketID()
+		if err != nil {
+			qs.b.drops.add(cl.ID, "no packet ID free", out.TopicName, out.FixedHeader.Qos)
+			return false
+		}
+		out.PacketID = uint16(id)
+	}
+	// The wire copy may carry a topic alias; the inflight copy, which a
+	// later connection resends, never does.
+	wire := out
+	wire.ProtocolVersion = cl.Properties.ProtocolVersion
+	wire.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	if cl.Properties.Props.TopicAliasMaximum > 0 {
+		alias, exists := cl.State.TopicAliases.Outbound.Set(out.TopicName)
+		if alias > 0 {
+			wire.Properties.TopicAlias, wire.Properties.TopicAliasFlag = alias, true
+			if exists {
+				wire.TopicName = ""
+			}
+		}
+	}
+	start := buf.Len()
+	if err := wire.PublishEncode(buf); err != nil || (wire.Mods.MaxSize > 0 && uint32(buf.Len()-start) > wire.Mods.MaxSize) {
+		buf.Truncate(start)
+		qs.b.drops.add(cl.ID, "message larger than the client's maximum packet size", out.TopicName, out.FixedHeader.Qos)
+		return false
+	}
+	if out.FixedHeader.Qos > 0 {
+		if cl.State.Inflight.Set(out) {
+			atomic.AddInt64(&srv.Info.Inflight, 1)
+			qs.b.queuedForSession(cl, out)
+		}
+		cl.State.Inflight.DecreaseSendQuota()
+	}
+	return true
+}
+
+// send writes n encoded packets to cl in one write, serialised with
+// mochi's own writes by the client's lock.
+func (qs *queues) send(cl *mqtt.Client, p []byte, n int) error {
+	cl.Lock()
+	var err error
+	if cl.Closed() || cl.Net.Conn == nil {
+		err = mqtt.ErrConnectionClosed
+	} else {
+		_, err = cl.Net.Conn.Write(p)
+	}
+	cl.Unlock()
+	if err != nil {
+		return err
+	}
+	info := qs.b.srv.Info
+	atomic.AddInt64(&info.BytesSent, int64(len(p)))
+	atomic.AddInt64(&info.PacketsSent, int64(n))
+	atomic.AddInt64(&info.MessagesSent, int64(n))
+	return nil
+}
+
+// attach makes cl the connection its queue sends to, once mochi has sent
+// its CONNACK and resent the session's inflight messages.
+func (qs *queues) attach(cl *mqtt.Client) {
+	q := qs.getOrCreate(cl.ID)
+	q.mu.Lock()
+	q.cl, q.connecting = cl, false
+	q.kickLocked(qs)
+	q.mu.Unlock()
+}
+
+// detach stops sending to the connection replaced by a new one for the
+// same client ID; clean discards what is queued, as the session ends.
+// It runs before mochi hands the old session's inflight messages to the
+// new connection, so none is added to the old one after that.
+func (qs *queues) detach(id string, clean bool) {
+	q := qs.getOrCreate(id)
+	q.wmu.Lock()
+	q.mu.Lock()
+	q.cl, q.connecting = nil, true
+	if clean {
+		q.clearLocked(qs)
+	}
+	q.mu.Unlock()
+	q.wmu.Unlock()
+}
+
+// disconnected stops sending to cl; expire discards the queue with the
+// session.
+func (qs *queues) disconnected(cl *mqtt.Client, expire bool) {
+	q := qs.get(cl.ID)
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	if q.cl == cl {
+		q.cl = nil
+	}
+	if expire && !cl.IsTakenOver() {
+		q.clearLocked(qs)
+	}
+	if q.cl == nil && q.live == 0 && !q.connecting {
+		qs.m.CompareAndDelete(cl.ID, q)
+	}
+	if q.running {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	q.mu.Unlock()
+}
+
+// forget discards a session's queue.
+func (qs *queues) forget(id string) {
+	q := qs.get(id)
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	q.clearLocked(qs)
+	q.cl, q.connecting = nil, false
+	qs.m.CompareAndDelete(id, q)
+	q.mu.Unlock()
+}
+
+// acked wakes cl's writer: an acknowledgement may have made room.
+func (qs *queues) acked(cl *mqtt.Client) {
+	q := qs.get(cl.ID)
+	if q == nil {
+		return
+	}
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// purge drops the queued messages for id that keep reports false for.
+func (qs *queues) purge(id string, keep func(*packets.Packet) bool) {
+	q := qs.get(id)
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	for i := q.head; i < len(q.entries); i++ {
+		e := &q.entries[i]
+		if e.dead || keep(e.msg) {
+			continue
+		}
+		e.dead = true
+		e.msg, e.ids = nil, nil
+		q.live--
+		if e.qos == 0 {
+			q.qos0--
+		}
+		q.bytes -= e.size
+		qs.bytes.Add(-e.size)
+	}
+	q.mu.Unlock()
+}
+
+// nearFull reports whether all queues together are past nine tenths of
+// their bound.
+func (qs *queues) nearFull() bool {
+	return qs.bytes.Load() > qs.b.limits.TotalQueueBytes/10*9
+}
+
+// pace holds a publisher, at most Limits.PublishWait, while the queues
+// are near their bound.
+func (qs *queues) pace(cl *mqtt.Client) {
+	if !qs.nearFull() {
+		return
+	}
+	deadline := time.Now().Add(qs.b.limits.PublishWait)
+	pause := 100 * time.Microsecond
+	for qs.nearFull() && !cl.Closed() && !qs.closed.Load() && time.Now().Before(deadline) {
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
+	}
+}
+
+// queueHook connects the queues to mochi's events.
+type queueHook struct {
+	mqtt.HookBase
+	qs *queues
+}
+
+func (h *queueHook) ID() string { return "ggcore-queues" }
+
+func (h *queueHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
+		mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnPublishDropped:
+		return true
+	}
+	return false
+}
+
+func (h *queueHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.qs.detach(cl.ID, pk.Connect.Clean)
+}
+
+func (h *queueHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if !cl.Closed() {
+		h.qs.attach(cl)
+	}
+}
+
+func (h *queueHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.qs.disconnected(cl, expire)
+}
+
+func (h *queueHook) OnClientExpired(cl *mqtt.Client) { h.qs.forget(cl.ID) }
+
+func (h *queueHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		h.qs.acked(cl)
+	}
+}
+
+// OnPublishDropped counts what mochi's own delivery (to a session not
+// using its queue) could not queue.
+func (h *queueHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.qs.b.drops.add(cl.ID, "mochi's outbound queue full", pk.TopicName, pk.FixedHeader.Qos)
+}
+
+// OnPublish paces a publisher while the queues are near their bound.
+func (h *queueHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if !cl.Net.Inline {
+		h.qs.pace(cl)
+	}
+	return pk, nil
+}
+
+// queuedForSession tells the session store about a message that became
+// one of cl's inflight messages, as mochi's own delivery does.
+func (b *Broker) queuedForSession(cl *mqtt.Client, pk packets.Packet) {
+	if b.store != nil {
+		(&persistHook{b: b, s: b.store}).OnQosPublish(cl, pk, pk.Created, 0)
+	}
+}
+
+// offline handles a message for a session that is not using its queue
+// (not connected): mochi keeps QoS 1/2 messages as the session's inflight
+// messages, up to Limits.MaxInflight; past that this counts and logs the
+// drop (mochi would log every one) and takes the subscriber off the list.
+func (b *Broker) offline(id string, pk packets.Packet, sub packets.Subscription, subs *mqtt.Subscribers) {
+	cl, ok := b.srv.Clients.Get(id)
+	if !ok || min(pk.FixedHeader.Qos, sub.Qos) == 0 {
+		return
+	}
+	if cl.Net.Conn == nil || cl.Closed() {
+		if cl.State.Inflight.Len() >= int(b.limits.MaxInflight) {
+			b.drops.add(id, "offline session's queue full", pk.TopicName, min(pk.FixedHeader.Qos, sub.Qos))
+			delete(subs.Subscriptions, id)
+		}
+	}
+}

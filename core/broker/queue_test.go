@@ -1,0 +1,179 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stalledSubscriber connects name over a raw TLS connection, subscribes
+// to filter at qos and then never reads again.
+func (f *testFleet) stalledSubscriber(name, filter string, qos byte) {
+	f.t.Helper()
+	conn := f.rawConnect(f.t, name)
+	f.t.Cleanup(func() { conn.Close() })
+	s := packets.NewControlPacket(packets.SUBSCRIBE).Content.(*packets.Subscribe)
+	s.PacketID = 1
+	s.Subscriptions = []packets.SubOptions{{Topic: filter, QoS: qos}}
+	if _, err := s.WriteTo(conn); err != nil {
+		f.t.Fatal(err)
+	}
+	if p, err := packets.ReadPacket(conn); err != nil || p.Type != packets.SUBACK {
+		f.t.Fatalf("suback: %v %v", p, err)
+	}
+}
+
+// The shape: a publisher sends everything, waiting for each
+// acknowledgement, before its subscriber reads anything (the subscriber
+// holds its acknowledgements meanwhile). The broker queues the lot.
+func TestHeldAcknowledgementsDoNotStallThePublisher(t *testing.T) {
+	for _, qos := range []byte{0, 1, 2} {
+		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) {
+			const n = 10000
+			f := newTestFleet(t, "pub", "sub")
+			f.start(f.group(sub("s1", "pub", "held/#", "sub")))
+			release := make(chan struct{})
+			var got, outOfOrder atomic.Int64
+			subscriber := f.mustConnect("sub")
+			subscriber.AddOnPublishReceived(func(r paho.PublishReceived) (bool, error) {
+				<-release
+				var i int64
+				fmt.Sscan(string(r.Packet.Payload), &i)
+				if i != got.Load() {
+					outOfOrder.Add(1)
+				}
+				got.Add(1)
+				return true, nil
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := subscriber.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "held/#", QoS: qos}}}); err != nil {
+				t.Fatal(err)
+			}
+			publisher := f.mustConnect("pub")
+			start := time.Now()
+			for i := 0; i < n; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := publisher.Publish(ctx, &paho.Publish{Topic: "held/x", QoS: qos, Payload: []byte(fmt.Sprint(i))})
+				cancel()
+				if err != nil {
+					t.Fatalf("publish %d: %v (after %v)", i, err, time.Since(start))
+				}
+			}
+			close(release)
+			waitFor(t, 60*time.Second, "every message", func() bool { return got.Load() == n })
+			if s := f.broker.Stats(); s.Dropped != 0 || outOfOrder.Load() != 0 {
+				t.Fatalf("dropped %d, out of order %d; stats %+v", s.Dropped, outOfOrder.Load(), s)
+			}
+		})
+	}
+}
+
+// A subscriber that never reads fills its own queue only: the broker
+// drops what does not fit, counts it for that subscriber, and keeps
+// delivering to everyone else.
+func TestStalledSubscriberLosesOnlyItsOwnMessages(t *testing.T) {
+	f := newTestFleet(t, "pub", "live", "stalled")
+	f.limits = Limits{QueueMessages: 200}
+	f.start(f.group(sub("s1", "pub", "t/#", "live"), sub("s2", "pub", "t/#", "stalled")))
+	f.stalledSubscriber("stalled", "t/#", 1)
+	var got atomic.Int64
+	live := f.mustConnect("live")
+	live.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) { got.Add(1); return true, nil })
+	live.subscribe(t, "t/#")
+	publisher := f.mustConnect("pub")
+	const n = 3000
+	payload := make([]byte, 1024)
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := publisher.Publish(ctx, &paho.Publish{Topic: "t/x", QoS: 1, Payload: payload})
+		cancel()
+		if err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the live subscriber's messages", func() bool { return got.Load() == n })
+	// The stalled one holds its window (512), its queue (200) and what its
+	// socket buffers took; every other message was dropped and counted.
+	waitFor(t, 10*time.Second, "drops counted", func() bool { return f.broker.ClientDropped("stalled") > 0 })
+	if d, live := f.broker.ClientDropped("stalled"), f.broker.ClientDropped("live"); d >= n || live != 0 {
+		t.Fatalf("dropped for the stalled subscriber %d, for the live one %d", d, live)
+	}
+	if s := f.broker.Stats(); s.QueuedBytes > int64(200*(1024+entryOverhead+16)) {
+		t.Fatalf("queued %d bytes, more than the queue bound", s.QueuedBytes)
+	}
+}
+
+// A queued message reaches an MQTT 5 subscriber as mochi's own delivery
+// would build it: its subscription identifier, the retain flag kept for
+// Retain As Published, the remaining message expiry, and a topic alias
+// (the topic itself only the first time).
+func TestQueuedDeliveryKeepsMQTT5Properties(t *testing.T) {
+	f := newTestFleet(t, "pub", "sub")
+	f.start(f.group(sub("s1", "pub", "t/#", "sub")))
+	conn := f.rawConnectWith(t, "sub", &packets.Properties{TopicAliasMaximum: new(uint16(5))})
+	defer conn.Close()
+	s := packets.NewControlPacket(packets.SUBSCRIBE).Content.(*packets.Subscribe)
+	s.PacketID = 1
+	s.Properties = &packets.Properties{SubscriptionIdentifier: new(7)}
+	s.Subscriptions = []packets.SubOptions{{Topic: "t/#", QoS: 1, RetainAsPublished: true}}
+	if _, err := s.WriteTo(conn); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := packets.ReadPacket(conn); err != nil || p.Type != packets.SUBACK {
+		t.Fatalf("suback: %v %v", p, err)
+	}
+	publisher := f.mustConnect("pub")
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := publisher.Publish(ctx, &paho.Publish{Topic: "t/x", QoS: 1, Retain: i == 0, Payload: []byte{byte(i)},
+			Properties: &paho.PublishProperties{MessageExpiry: new(uint32(60))}})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var alias uint16
+	for i := range 2 {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		cp, err := packets.ReadPacket(conn)
+		if err != nil || cp.Type != packets.PUBLISH {
+			t.Fatalf("message %d: %v %v", i, cp, err)
+		}
+		p := cp.Content.(*packets.Publish)
+		pr := p.Properties
+		if pr == nil || pr.SubscriptionIdentifier == nil || *pr.SubscriptionIdentifier != 7 || pr.TopicAlias == nil ||
+			pr.MessageExpiry == nil || *pr.MessageExpiry > 60 || *pr.MessageExpiry < 50 || p.Retain != (i == 0) || p.QoS != 1 {
+			t.Fatalf("message %d: %+v properties %+v", i, p, pr)
+		}
+		if want := map[int]string{0: "t/x", 1: ""}[i]; p.Topic != want {
+			t.Fatalf("message %d: topic %q, want %q (alias %d)", i, p.Topic, want, *pr.TopicAlias)
+		}
+		if i == 1 && *pr.TopicAlias != alias {
+			t.Fatalf("alias %d, then %d", alias, *pr.TopicAlias)
+		}
+		alias = *pr.TopicAlias
+		ack := packets.NewControlPacket(packets.PUBACK).Content.(*packets.Puback)
+		ack.PacketID = p.PacketID
+		if _, err := ack.WriteTo(conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
