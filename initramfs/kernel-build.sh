@@ -62,11 +62,11 @@ share() {
 
 if [ "$mode" != --config-only ]; then
   if [ -f "$dir/.complete" ]; then
-    [ -z "$shared" ] || [ -f "$shared/.complete" ] || share
+    [ -z "$shared" ] || [ -f "${shared}/.complete" ] || share
     echo "$dir"
     exit 0
   fi
-  if [ -n "$shared" ] && [ -f "$shared/.complete" ]; then
+  if [ -n "$shared" ] && [ -f "${shared}/.complete" ]; then
     step "from the shared cache $shared"
     rm -rf "$dir.tmp" && cp -a "$shared" "$dir.tmp" && rm -rf "$dir" && mv "$dir.tmp" "$dir"
     echo "$dir"
