@@ -14,13 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/ggcore/ggcore/core/pki"
 	"github.com/ggcore/ggcore/core/router"
 	"github.com/ggcore/ggcore/core/tlsconf"
 	"github.com/ggcore/ggcore/internal/keyspec"
+	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 const arnPrefix = "arn:aws:iot:us-east-1:000000000000:thing/"
@@ -100,44 +101,24 @@ func (f *testFleet) start(g Group) {
 	f.t.Cleanup(func() { b.Close() })
 }
 
-// client is a connected MQTT 5 device and the messages it received.
+// client is a connected MQTT 5 device; its Inbox holds what it received.
 type client struct {
-	*paho.Client
-	got chan *paho.Publish
+	*mqtttest.Client
+}
+
+// clientTLS is the TLS configuration device name connects with.
+func (f *testFleet) clientTLS(name string) *tls.Config {
+	return &tls.Config{RootCAs: f.pool, ServerName: "localhost", Certificates: []tls.Certificate{f.certs[name]}}
 }
 
 func (f *testFleet) connect(name, clientID string) (*client, *paho.Connack, error) {
 	f.t.Helper()
-	conn, err := tls.Dial("tcp", f.broker.Addr().String(), &tls.Config{
-		RootCAs: f.pool, ServerName: "localhost", Certificates: []tls.Certificate{f.certs[name]},
-	})
+	c, ack, err := mqtttest.Dial(f.t, f.broker.Addr().String(), f.clientTLS(name),
+		&paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30})
 	if err != nil {
-		return nil, nil, err
-	}
-	c := &client{got: make(chan *paho.Publish, 64)}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		// paho writes from several goroutines (pings, acks, calls); a bare
-		// tls.Conn would interleave their bytes.
-		Conn: packets.NewThreadSafeConn(conn),
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-			func(r paho.PublishReceived) (bool, error) {
-				select {
-				case c.got <- r.Packet:
-				default: // a test that floods reads its own counter, not got
-				}
-				return true, nil
-			},
-		},
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ack, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30})
-	if err != nil {
-		conn.Close()
 		return nil, ack, err
 	}
-	f.t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c, ack, nil
+	return &client{c}, ack, nil
 }
 
 func (f *testFleet) mustConnect(name string) *client {
@@ -149,40 +130,30 @@ func (f *testFleet) mustConnect(name string) *client {
 	return c
 }
 
+// subscribe subscribes to filter at QoS 1 and returns the SUBACK's
+// reason code.
 func (c *client) subscribe(t *testing.T, filter string) byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ack, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
-	if ack != nil && len(ack.Reasons) == 1 {
-		return ack.Reasons[0]
-	}
-	t.Fatalf("subscribe %s: %v", filter, err)
-	return 0
+	return c.Subscribe(t, 1, filter)[0]
 }
 
+// publish sends payload on topic at QoS 1 and waits for the PUBACK.
 func (c *client) publish(t *testing.T, topic, payload string, retain bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: retain, Payload: []byte(payload)}); err != nil {
-		t.Fatalf("publish %s: %v", topic, err)
-	}
+	c.MustPublish(t, topic, payload, 1, retain)
 }
 
 // expect asserts that the next message received is want (topic, payload).
-func (c *client) expect(t *testing.T, topic, payload string) *paho.Publish {
+func (c *client) expect(t *testing.T, topic, payload string) mqtttest.Message {
 	t.Helper()
-	select {
-	case p := <-c.got:
-		if p.Topic != topic || string(p.Payload) != payload {
-			t.Fatalf("received %s %q, want %s %q", p.Topic, p.Payload, topic, payload)
-		}
-		return p
-	case <-time.After(5 * time.Second):
+	m, ok := c.TryNext(testtool.Timeout)
+	if !ok {
 		t.Fatalf("no message on %s (want %q)", topic, payload)
 	}
-	return nil
+	if m.Topic != topic || m.Payload != payload {
+		t.Fatalf("received %s %q, want %s %q", m.Topic, m.Payload, topic, payload)
+	}
+	return m
 }
 
 func sub(id, src, subject, dst string) router.Subscription {
@@ -271,7 +242,7 @@ func TestSetGroupDisconnectsRemovedDevices(t *testing.T) {
 	}
 	select {
 	case <-dev2.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(testtool.Timeout):
 		t.Fatal("removed device still connected")
 	}
 	if _, ack, err := f.connect("dev2", "dev2"); err == nil || ack == nil || ack.ReasonCode != 0x87 {
@@ -291,17 +262,14 @@ func TestSlowSubscriberLosesNothing(t *testing.T) {
 			const perPublisher = 10000
 			var got atomic.Int64
 			subscriber := f.mustConnect("sub")
-			subscriber.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) {
+			subscriber.Discard() // the test counts what arrives itself
+			subscriber.Paho.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) {
 				if got.Add(1)%50 == 0 {
 					time.Sleep(time.Millisecond) // a slow device
 				}
 				return true, nil
 			})
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if _, err := subscriber.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "flood/#", QoS: qos}}}); err != nil {
-				t.Fatal(err)
-			}
+			subscriber.MustSubscribe(t, qos, "flood/#")
 			var wg sync.WaitGroup
 			for _, name := range []string{"pub1", "pub2"} {
 				publisher := f.mustConnect(name)
@@ -313,7 +281,7 @@ func TestSlowSubscriberLosesNothing(t *testing.T) {
 						defer func() { <-inflight; wg.Done() }()
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 						defer cancel()
-						if _, err := publisher.Publish(ctx, &paho.Publish{Topic: "flood/" + name, QoS: qos, Payload: make([]byte, 256)}); err != nil {
+						if _, err := publisher.Paho.Publish(ctx, &paho.Publish{Topic: "flood/" + name, QoS: qos, Payload: make([]byte, 256)}); err != nil {
 							t.Errorf("%s: publish: %v", name, err)
 						}
 					}()
@@ -365,9 +333,9 @@ func TestCloudRoutes(t *testing.T) {
 	}
 	failing = true
 	mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testtool.Timeout)
 	defer cancel()
-	resp, err := dev1.Publish(ctx, &paho.Publish{Topic: "telemetry/t", QoS: 1, Payload: []byte("refused")})
+	resp, err := dev1.Paho.Publish(ctx, &paho.Publish{Topic: "telemetry/t", QoS: 1, Payload: []byte("refused")})
 	if err == nil && (resp == nil || resp.ReasonCode != 0x97) {
 		t.Errorf("upstream refused the message, yet the device got PUBACK %+v; want 0x97", resp)
 	}

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqttpackets "github.com/mochi-mqtt/server/v2/packets"
 	bolt "go.etcd.io/bbolt"
@@ -29,6 +28,8 @@ import (
 	"github.com/ggcore/ggcore/core/router"
 	"github.com/ggcore/ggcore/core/tlsconf"
 	"github.com/ggcore/ggcore/internal/keyspec"
+	"github.com/ggcore/ggcore/internal/testtool"
+	"github.com/ggcore/ggcore/internal/testtool/mqtttest"
 )
 
 // startPersistent starts a broker for g with its session store at path;
@@ -71,43 +72,26 @@ func (f *testFleet) mustStartPersistent(g Group, p Persistence) *Broker {
 // 300 s), resuming it unless clean.
 func (f *testFleet) connectSession(name string, clean bool) (*client, bool) {
 	f.t.Helper()
-	conn, err := tls.Dial("tcp", f.broker.Addr().String(), &tls.Config{
-		RootCAs: f.pool, ServerName: "localhost", Certificates: []tls.Certificate{f.certs[name]},
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	c := &client{got: make(chan *paho.Publish, 64)}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn: packets.NewThreadSafeConn(conn),
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-			func(r paho.PublishReceived) (bool, error) { c.got <- r.Packet; return true, nil },
-		},
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	expiry := uint32(300)
-	ack, err := c.Connect(ctx, &paho.Connect{ClientID: name, CleanStart: clean, KeepAlive: 30,
+	c, ack, err := mqtttest.Dial(f.t, f.broker.Addr().String(), f.clientTLS(name), &paho.Connect{ClientID: name, CleanStart: clean, KeepAlive: 30,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
 	if err != nil {
 		f.t.Fatalf("connect %s: %v", name, err)
 	}
-	return c, ack.SessionPresent
+	return &client{c}, ack.SessionPresent
 }
 
-func (c *client) disconnect() { _ = c.Disconnect(&paho.Disconnect{}) }
-
-// expectNothing asserts that nothing arrives before control does.
+// expectOnly asserts that the next messages received have the payloads
+// want, in order.
 func (c *client) expectOnly(t *testing.T, want ...string) {
 	t.Helper()
 	for _, w := range want {
-		select {
-		case p := <-c.got:
-			if string(p.Payload) != w {
-				t.Fatalf("received %s %q, want %q", p.Topic, p.Payload, w)
-			}
-		case <-time.After(5 * time.Second):
+		m, ok := c.TryNext(testtool.Timeout)
+		if !ok {
 			t.Fatalf("no message %q", w)
+		}
+		if m.Payload != w {
+			t.Fatalf("received %s %q, want %q", m.Topic, m.Payload, w)
 		}
 	}
 }
@@ -124,14 +108,14 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	dev2, _ := f.connectSession("dev2", true)
 	dev2.subscribe(t, "a/#")
 	dev2.subscribe(t, "b/#")
-	dev2.disconnect()
+	dev2.Disconnect()
 	dev1 := f.mustConnect("dev1")
 	for _, m := range []string{"a1", "a2", "a3"} {
 		dev1.publish(t, "a/x", m, false)
 	}
 	dev1.publish(t, "r/x", "retained", true)
 	dev1.publish(t, "b/x", "b1", false)
-	dev1.disconnect()
+	dev1.Disconnect()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,17 +127,17 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 		t.Errorf("CONNACK session present = false after restart; want the stored session")
 	}
 	dev2.expectOnly(t, "a1", "a2", "a3", "b1")
-	dev2.disconnect()
+	dev2.Disconnect()
 	dev3 := f.mustConnect("dev3")
 	dev3.subscribe(t, "r/#")
 	dev3.expectOnly(t, "retained")
-	dev3.disconnect()
+	dev3.Disconnect()
 
 	// Queue more, then restart with a table that no longer routes a/#.
 	dev1 = f.mustConnect("dev1")
 	dev1.publish(t, "a/x", "a4, no longer routed", false)
 	dev1.publish(t, "b/x", "b2", false)
-	dev1.disconnect()
+	dev1.Disconnect()
 	b.Close()
 	b = f.mustStartPersistent(f.group(sub("s2", "dev1", "b/#", "dev2")), p)
 	defer b.Close()
@@ -163,10 +147,8 @@ func TestPersistenceSurvivesRestart(t *testing.T) {
 	dev1.publish(t, "a/x", "a5, not routed", false)
 	dev1.publish(t, "b/x", "b3", false)
 	dev2.expectOnly(t, "b2", "b3")
-	select {
-	case p := <-dev2.got:
+	if p, ok := dev2.TryNext(200 * time.Millisecond); ok {
 		t.Errorf("dev2 received %s %q; the table no longer routes it", p.Topic, p.Payload)
-	case <-time.After(200 * time.Millisecond):
 	}
 	// dev3 is no longer a target of r/#: the restored retained message
 	// is not replayed to it.
@@ -184,7 +166,7 @@ func TestPersistenceDropsRemovedDevice(t *testing.T) {
 	b := f.mustStartPersistent(g, p)
 	dev2, _ := f.connectSession("dev2", true)
 	dev2.subscribe(t, "a/#")
-	dev2.disconnect()
+	dev2.Disconnect()
 	f.mustConnect("dev1").publish(t, "a/x", "queued", false)
 	b.Close()
 
@@ -212,12 +194,12 @@ func TestPersistenceBounded(t *testing.T) {
 	b := f.mustStartPersistent(g, p)
 	dev2, _ := f.connectSession("dev2", true)
 	dev2.subscribe(t, "a/#")
-	dev2.disconnect()
+	dev2.Disconnect()
 	dev1 := f.mustConnect("dev1")
 	for _, m := range []string{"m1", "m2", "m3", "m4"} {
 		dev1.publish(t, "a/x", m, false)
 	}
-	dev1.disconnect()
+	dev1.Disconnect()
 	b.Close()
 	if n := b.store.dropped.Load(); n == 0 {
 		t.Errorf("store counted no message dropped past MaxMessages 2")
@@ -226,10 +208,8 @@ func TestPersistenceBounded(t *testing.T) {
 	defer b.Close()
 	dev2, _ = f.connectSession("dev2", false)
 	dev2.expectOnly(t, "m1", "m2")
-	select {
-	case p := <-dev2.got:
+	if p, ok := dev2.TryNext(200 * time.Millisecond); ok {
 		t.Errorf("dev2 received %q; only 2 messages fit the store", p.Payload)
-	case <-time.After(200 * time.Millisecond):
 	}
 }
 
@@ -243,7 +223,7 @@ func TestPersistenceRefusesCorruptStore(t *testing.T) {
 	b := f.mustStartPersistent(g, Persistence{Path: good})
 	dev2, _ := f.connectSession("dev2", true)
 	dev2.subscribe(t, "a/#")
-	dev2.disconnect()
+	dev2.Disconnect()
 	f.mustConnect("dev1").publish(t, "a/x", "queued", false)
 	b.Close()
 	data, err := os.ReadFile(good)
@@ -357,12 +337,12 @@ func TestPersistenceCorruptStoreNeverCrashes(t *testing.T) {
 	b := f.mustStartPersistent(g, Persistence{Path: good})
 	dev2, _ := f.connectSession("dev2", true)
 	dev2.subscribe(t, "a/#")
-	dev2.disconnect()
+	dev2.Disconnect()
 	dev1 := f.mustConnect("dev1")
 	for i := range 20 {
 		dev1.publish(t, "a/x", strings.Repeat(fmt.Sprint(i), 300), false)
 	}
-	dev1.disconnect()
+	dev1.Disconnect()
 	b.Close()
 	data, err := os.ReadFile(good)
 	if err != nil {
@@ -416,7 +396,7 @@ func TestPersistencePendingRedelivered(t *testing.T) {
 	for _, d := range []string{"dev2", "dev3"} {
 		c, _ := f.connectSession(d, true)
 		c.subscribe(t, "a/#")
-		c.disconnect()
+		c.Disconnect()
 	}
 	// dev3 already holds the message (its copy was stored), dev2 does not.
 	f.mustConnect("dev1").publish(t, "a/x", "held by dev3", false)
@@ -454,10 +434,8 @@ func TestPersistencePendingRedelivered(t *testing.T) {
 	for _, d := range []string{"dev2", "dev3"} {
 		c, _ := f.connectSession(d, false)
 		c.expectOnly(t, "held by dev3")
-		select {
-		case m := <-c.got:
+		if m, ok := c.TryNext(200 * time.Millisecond); ok {
 			t.Errorf("%s received %q a second time", d, m.Payload)
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
@@ -472,7 +450,7 @@ func TestPersistenceQueuedRestored(t *testing.T) {
 	b := f.mustStartPersistent(g, p)
 	dev2, _ := f.connectSession("dev2", true)
 	dev2.subscribe(t, "a/#")
-	dev2.disconnect()
+	dev2.Disconnect()
 	dev1 := f.mustConnect("dev1")
 	dev1.publish(t, "a/x", "inflight", false)
 	msg := func(payload string) mqttpackets.Packet {
@@ -494,10 +472,8 @@ func TestPersistenceQueuedRestored(t *testing.T) {
 	defer b.Close()
 	dev2, _ = f.connectSession("dev2", false)
 	dev2.expectOnly(t, "inflight", "queued 1", "queued 2")
-	select {
-	case m := <-dev2.got:
+	if m, ok := dev2.TryNext(200 * time.Millisecond); ok {
 		t.Errorf("dev2 received %q; want nothing more", m.Payload)
-	case <-time.After(200 * time.Millisecond):
 	}
 }
 
@@ -573,34 +549,26 @@ func benchPersistentQueue(b *testing.B, store bool, publishers int) {
 		b.Fatal(err)
 	}
 	defer br.Close()
-	dial := func(name string, clean bool) *paho.Client {
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: f.pool, ServerName: "localhost", Certificates: []tls.Certificate{f.certs[name]}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
+	dial := func(name string, clean bool) *mqtttest.Client {
 		expiry := uint32(300)
 		if clean {
 			expiry = 0
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := c.Connect(ctx, &paho.Connect{ClientID: name, CleanStart: true, KeepAlive: 60,
-			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		c, _, err := mqtttest.Dial(b, ln.Addr().String(), f.clientTLS(name), &paho.Connect{ClientID: name, CleanStart: true, KeepAlive: 60,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+		if err != nil {
 			b.Fatal(err)
 		}
 		return c
 	}
 	s := dial("sub", false)
-	ctx := context.Background()
-	if _, err := s.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/#", QoS: 1}}}); err != nil {
-		b.Fatal(err)
-	}
-	_ = s.Disconnect(&paho.Disconnect{})
-	pubs := make([]*paho.Client, publishers)
+	s.MustSubscribe(b, 1, "a/#")
+	s.Disconnect()
+	pubs := make([]*mqtttest.Client, publishers)
 	for i := range pubs {
 		pubs[i] = dial(fmt.Sprintf("pub%d", i), true)
 	}
+	ctx := context.Background()
 	payload := make([]byte, 256)
 	b.ResetTimer()
 	var next atomic.Int64
@@ -608,7 +576,7 @@ func benchPersistentQueue(b *testing.B, store bool, publishers int) {
 	for _, p := range pubs {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
-				if _, err := p.Publish(ctx, &paho.Publish{Topic: "a/x", QoS: 1, Payload: payload}); err != nil {
+				if _, err := p.Paho.Publish(ctx, &paho.Publish{Topic: "a/x", QoS: 1, Payload: payload}); err != nil {
 					b.Error(err)
 					return
 				}
