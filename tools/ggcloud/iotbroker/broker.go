@@ -43,7 +43,8 @@
 //
 // The broker is mochi plus hooks, one concern per file: connect.go
 // (identity and iot:Connect), publish.go (iot:Publish), subscribe.go
-// (iot:Subscribe and retained messages), receive.go (iot:Receive).
+// (iot:Subscribe and retained messages), receive.go (iot:Receive),
+// shutdown.go (a Close that cannot hang).
 package iotbroker
 
 import (
@@ -108,6 +109,10 @@ type Broker struct {
 	// connecting holds sessions between OnConnect and OnSessionEstablish.
 	connecting sync.Map // *mqtt.Client -> *session
 
+	// conns is the listener under mochi's: it closes the connections
+	// mochi does not close itself (see shutdown.go).
+	conns *connsListener
+
 	closeOnce sync.Once
 	closeErr  error
 	// self is the inline client ggcloud's own messages come from.
@@ -167,6 +172,7 @@ func New(o Options) (*Broker, error) {
 		ttl:     ttl,
 		arnBase: fmt.Sprintf("arn:aws:iot:%s:%s:", o.Region, o.Account),
 		enforce: true,
+		conns:   newConnsListener(o.Listener),
 	}
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -187,7 +193,7 @@ func New(o Options) (*Broker, error) {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}
 	b.self = b.srv.NewClient(nil, "local", selfClient, true)
-	if err := b.srv.AddListener(mochiext.NewTLSListener("mqtts", o.Listener, o.TLS, log)); err != nil {
+	if err := b.srv.AddListener(mochiext.NewTLSListener(listenerID, b.conns, o.TLS, log)); err != nil {
 		return nil, fmt.Errorf("iotbroker: add listener: %w", err)
 	}
 	return b, nil
@@ -218,10 +224,15 @@ func (b *Broker) Publish(topic string, payload []byte) error {
 	})
 }
 
-// Close stops listening and disconnects every client (MQTT 5: DISCONNECT
-// 0x8B, server shutting down). It is safe to call more than once.
+// Close stops listening, disconnects every client (MQTT 5: DISCONNECT
+// 0x8B, server shutting down), closes every other connection (those that have
+// not sent CONNECT, and clients that did not take their DISCONNECT within
+// closeGrace) and returns once every connection has ended. It is safe to
+// call more than once.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		// Before mochi's Close, which can hang (see shutdown.go).
+		b.closeClients()
 		if err := b.srv.Close(); err != nil {
 			b.closeErr = fmt.Errorf("iotbroker: close: %w", err)
 		}

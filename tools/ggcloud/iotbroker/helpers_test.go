@@ -101,6 +101,14 @@ func (e *env) serverTLS() *tls.Config {
 // start starts a broker on a free loopback port; it is closed at cleanup.
 func (e *env) start(ttl time.Duration) *Broker {
 	e.t.Helper()
+	b := e.startOpen(ttl)
+	e.t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// startOpen starts a broker that the test must close.
+func (e *env) startOpen(ttl time.Duration) *Broker {
+	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
@@ -115,7 +123,6 @@ func (e *env) start(ttl time.Duration) *Broker {
 		e.t.Fatal(err)
 	}
 	e.broker = b
-	e.t.Cleanup(func() { b.Close() })
 	return b
 }
 
@@ -269,25 +276,33 @@ func (e *env) mustConnect5(id identity) *mqtttest.Client {
 	return mqtttest.Connect(e.t, e.broker.Addr().String(), e.clientTLS(id), id.name)
 }
 
-// client3 is a raw MQTT 3.1.1 connection, for what paho.golang (MQTT 5
-// only) cannot speak.
+// client3 is a raw MQTT connection, 3.1.1 unless made by connectRaw,
+// for what paho.golang (MQTT 5 only) cannot speak or see.
 type client3 struct {
-	t    testing.TB
-	conn net.Conn
-	r    *bufio.Reader
+	t       testing.TB
+	conn    net.Conn
+	r       *bufio.Reader
+	version byte // MQTT protocol version: 4 (3.1.1) or 5
 }
 
 // connect3 sends an MQTT 3.1.1 CONNECT and returns the CONNACK's return
 // code; configure may change the CONNECT.
 func (e *env) connect3(id identity, clientID string, configure ...func(*packets.ConnectParams)) (*client3, byte) {
 	e.t.Helper()
+	return e.connectRaw(id, clientID, 4, configure...)
+}
+
+// connectRaw sends a CONNECT of MQTT version (4 or 5) and returns the
+// CONNACK's reason code; configure may change the CONNECT.
+func (e *env) connectRaw(id identity, clientID string, version byte, configure ...func(*packets.ConnectParams)) (*client3, byte) {
+	e.t.Helper()
 	conn, err := e.dial(id)
 	if err != nil {
 		e.t.Fatalf("dial: %v", err)
 	}
 	e.t.Cleanup(func() { conn.Close() })
-	c := &client3{t: e.t, conn: conn, r: bufio.NewReader(conn)}
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+	c := &client3{t: e.t, conn: conn, r: bufio.NewReader(conn), version: version}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: clientID}}
 	for _, f := range configure {
 		f(&pk.Connect)
@@ -305,7 +320,7 @@ func (e *env) connect3(id identity, clientID string, configure ...func(*packets.
 
 func (c *client3) send(pk packets.Packet) {
 	c.t.Helper()
-	pk.ProtocolVersion = 4
+	pk.ProtocolVersion = c.version
 	var buf bytes.Buffer
 	var err error
 	switch pk.FixedHeader.Type {
@@ -341,11 +356,12 @@ func (c *client3) read() (packets.Packet, error) {
 	if err != nil {
 		return pk, err
 	}
+	pk.FixedHeader.Remaining = n
 	body := make([]byte, n)
 	if _, err := io.ReadFull(c.r, body); err != nil {
 		return pk, err
 	}
-	pk.ProtocolVersion = 4
+	pk.ProtocolVersion = c.version
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
 		err = pk.ConnackDecode(body)
