@@ -15,10 +15,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ggcore/ggcore/core/controlplane"
+	"github.com/ggcore/ggcore/internal/atomicfile"
 )
 
 // NotifyTopic is where the control plane tells a core, over the upstream
@@ -218,12 +218,12 @@ func (d *Deployer[G]) apply(ctx context.Context, ref controlplane.DeploymentRef)
 		abort()
 		return fmt.Errorf("deploy: read the running group: %w", err)
 	}
-	if err := writeAtomic(d.o.GroupPath, data); err != nil {
+	if err := atomicfile.WriteFile(d.o.GroupPath, data, 0o644); err != nil {
 		abort()
 		return fmt.Errorf("deploy: write %s: %w", d.o.GroupPath, err)
 	}
 	if err := d.o.Activate(g); err != nil {
-		if rerr := writeAtomic(d.o.GroupPath, old); rerr != nil {
+		if rerr := atomicfile.WriteFile(d.o.GroupPath, old, 0o644); rerr != nil {
 			d.log.Error("could not restore the previous group.json", "path", d.o.GroupPath, "error", rerr)
 		}
 		abort()
@@ -252,44 +252,5 @@ func (d *Deployer[G]) save() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(d.o.StatePath, append(data, '\n'))
-}
-
-// writeAtomic replaces path with data: a new file beside it, synced,
-// renamed over, and the directory synced. A crash leaves the old file or
-// the new one; a failure (a full disk) leaves the old one.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return atomicfile.WriteFile(d.o.StatePath, append(data, '\n'), 0o644)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
+	"github.com/ggcore/ggcore/internal/atomicfile"
 )
 
 // Errors callers tell apart with errors.Is.
@@ -104,7 +105,7 @@ func (s *Store) Stage(groupID, deploymentID string, groupJSON, envelope []byte, 
 		return nil, err
 	}
 	name := filepath.Join(s.dir, e.GroupSha256+".json")
-	if err := writeAtomic(name, envelope); err != nil {
+	if err := atomicfile.WriteFile(name, envelope, 0o600); err != nil {
 		return nil, fmt.Errorf("secrets: store: %w", err)
 	}
 	return &Staged{s: s, resources: p.Resources, file: name}, nil
@@ -332,38 +333,4 @@ func (s *Store) removeAllBut(keep string) {
 			s.log.Warn("could not remove an old secrets envelope", "path", p, "error", err)
 		}
 	}
-}
-
-// writeAtomic replaces path with data (0600): a new file beside it,
-// synced, renamed over, the directory synced.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
