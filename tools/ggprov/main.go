@@ -9,7 +9,8 @@
 // device certificate manager does. keys creates a key inside a TPM or
 // PKCS#11 token and prints its public key and a CSR. ggcloud-cert issues
 // ggcloud's HTTPS certificate from the bundle's identity CA, and register
-// puts the bundle into a ggcloud.
+// puts the bundle into a ggcloud. release makes release signing keys and
+// builds, signs and inspects over-the-air image releases.
 //
 // `ggprov -h` lists every command, `ggprov help COMMAND` (or
 // `ggprov COMMAND -h`) shows one; both come from the command table in this
@@ -71,6 +72,7 @@ TYPE is rsa2048, rsa3072, ecp256 or ecp384.`,
 				Summary: "issue ggcloud's HTTPS certificate from the bundle's identity CA (DIR/ggcloud)", Run: runGGCloudCert},
 			{Name: "register", Args: "--dir DIR --ggcloud-data DATA [--ggcloud HOST:PORT] [--iot HOST:PORT] [--certificate-expiry-ms N] [--deploy]",
 				Summary: "put the bundle into a ggcloud: things, certificates, policies and the group", Run: runRegister},
+			releaseCommands(),
 		},
 	}
 }

@@ -12,7 +12,7 @@ import (
 // and each answers -h and `help` with its usage.
 func TestEveryCommandHasHelp(t *testing.T) {
 	paths := program().Paths()
-	want := []string{"init", "subscription add", "config get", "config set", "config unset", "server-cert", "keys create", "ggcloud-cert", "register"}
+	want := []string{"init", "subscription add", "config get", "config set", "config unset", "server-cert", "keys create", "ggcloud-cert", "register", "release keygen", "release sign", "release show", "release pcr"}
 	if strings.Join(paths, ",") != strings.Join(want, ",") {
 		t.Errorf("commands %q, want %q", paths, want)
 	}
@@ -76,7 +76,7 @@ func TestUsageMistakes(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"unknown command", []string{"frobnicate"}, []string{`ggprov: unknown command "frobnicate"; want one of: init, subscription, config, server-cert, keys, ggcloud-cert, register`, "  ggprov init --dir DIR"}},
+		{"unknown command", []string{"frobnicate"}, []string{`ggprov: unknown command "frobnicate"; want one of: init, subscription, config, server-cert, keys, ggcloud-cert, register, release`, "  ggprov init --dir DIR"}},
 		{"unknown subcommand", []string{"subscription", "remove"}, []string{`ggprov: unknown command "subscription remove"; want one of: subscription add`}},
 		{"group without subcommand", []string{"keys"}, []string{"ggprov: keys: want a subcommand: create", "  ggprov keys create --uri URI"}},
 		{"stray argument", []string{"server-cert", "--dir", "d", "extra"}, []string{`ggprov: server-cert: unexpected argument "extra"`, "usage: ggprov server-cert --dir DIR"}},
