@@ -158,6 +158,8 @@ type GGCore struct {
 	// SubscriberQueue bounds the local broker's per-subscriber queues
 	// (ggcore.subscriberQueue, see queue.go).
 	SubscriberQueue SubscriberQueue `json:"subscriberQueue,omitzero"`
+	// OTA is where image updates go (ggcore.ota, see ota.go).
+	OTA OTA `json:"ota,omitzero"`
 }
 
 // Time is ggcore.time. Absent, ggcore leaves the clock alone (a host's
@@ -511,6 +513,7 @@ func (w *walker) ggcore(path string, raw json.RawMessage, g *GGCore) {
 		}},
 		{"time", func(p string, v json.RawMessage) { w.time(p, v, &g.Time) }},
 		{"subscriberQueue", func(p string, v json.RawMessage) { w.subscriberQueue(p, v, &g.SubscriberQueue) }},
+		{"ota", func(p string, v json.RawMessage) { w.ota(p, v, &g.OTA) }},
 		{"connectivity", func(p string, v json.RawMessage) {
 			if string(compact(v)) == "[]" {
 				w.fail(p, "empty: want at least one HOST:PORT, or leave it out to report the core's own addresses")

@@ -43,6 +43,17 @@ type Group struct {
 	Functions []json.RawMessage `json:"Functions"`
 	// Resources are v1 resource definitions, kept as written (compacted).
 	Resources []json.RawMessage `json:"Resources"`
+	// Firmware, when set, is an image release the core installs into its
+	// inactive slot and tries (docs/design.md "Firmware updates"); ggcore's
+	// own member, not v1's.
+	Firmware *Firmware `json:"Firmware,omitempty"`
+}
+
+// Firmware is group.json's "Firmware": a signed release file by SHA-256
+// (64 lowercase hex digits) and size, fetched like function code.
+type Firmware struct {
+	Sha256 string `json:"Sha256"`
+	Size   int64  `json:"Size"`
 }
 
 // Thing is a core or a device of the group.
@@ -188,6 +199,7 @@ func ParseGroup(data []byte) (*Group, error) {
 				g.Functions = append(g.Functions, compact(v))
 			})
 		}},
+		{"Firmware", func(p string, v json.RawMessage) { g.Firmware = w.firmware(p, v) }},
 		{"Resources", func(p string, v json.RawMessage) {
 			w.array(p, v, func(p string, v json.RawMessage) {
 				secrets = append(secrets, w.resource(p, v))
@@ -501,4 +513,42 @@ func (g *Group) SpoolMaxBytes() (int64, error) {
 		return n, nil
 	}
 	return DefaultSpoolMaxBytes, nil
+}
+
+// firmware reads group.json's "Firmware" member.
+func (w *walker) firmware(path string, raw json.RawMessage) *Firmware {
+	var f Firmware
+	present := w.object(path, raw, []rule{
+		{"Sha256", func(p string, v json.RawMessage) {
+			if w.str(p, v, &f.Sha256) && !isSHA256Hex(f.Sha256) {
+				w.fail(p, "%s: want 64 lowercase hex digits", quote(f.Sha256))
+			}
+		}},
+		{"Size", func(p string, v json.RawMessage) {
+			if w.integer(p, v, &f.Size) && f.Size <= 0 {
+				w.fail(p, "%d: want a positive number of bytes", f.Size)
+			}
+		}},
+	})
+	if present == nil {
+		return nil
+	}
+	for _, name := range []string{"Sha256", "Size"} {
+		if !present[name] {
+			w.fail(join(path, name), "required")
+		}
+	}
+	return &f
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -55,6 +55,13 @@ type Options[G any] struct {
 	// the deployment, changing nothing; one wrapped with Retry is tried
 	// again at the next poll.
 	Prepare func(ctx context.Context, ref controlplane.DeploymentRef, data []byte, g G) (commit, abort func(), err error)
+	// Pending, if set, is asked once a deployment is applied: a non-empty
+	// message records and reports it InProgress with that message instead
+	// of Success, for a deployment that completes later (an image update
+	// completes after the reboot into the new image, and the core reports
+	// its outcome then); then runs after the report. An interim
+	// InProgress is not reported again after a restart.
+	Pending func(ref controlplane.DeploymentRef) (message string, then func())
 	// Interval is how often the control plane is asked; zero means 30 s.
 	Interval time.Duration
 	// Log receives the deployer's lines; nil means slog.Default().
@@ -136,7 +143,7 @@ func (d *Deployer[G]) Run(ctx context.Context) {
 
 // poll handles the current deployment if it is new.
 func (d *Deployer[G]) poll(ctx context.Context) error {
-	if d.state.DeploymentId != "" && !d.state.Reported {
+	if d.state.DeploymentId != "" && !d.state.Reported && d.state.Status != controlplane.StatusInProgress {
 		d.report(ctx)
 	}
 	ref, err := d.o.Source.CurrentDeployment(ctx)
@@ -170,10 +177,20 @@ func (d *Deployer[G]) poll(ctx context.Context) error {
 	} else {
 		log.Info("deployment applied", "took", time.Since(start).Round(time.Microsecond))
 	}
+	var then func()
+	if err == nil && d.o.Pending != nil {
+		if msg, f := d.o.Pending(ref); msg != "" {
+			d.state.Status, d.state.Message, then = controlplane.StatusInProgress, msg, f
+			log.Info("deployment applied; it completes later", "status", msg)
+		}
+	}
 	if err := d.save(); err != nil {
 		log.Error("could not record the deployment's outcome", "error", err)
 	}
 	d.report(ctx)
+	if then != nil {
+		then()
+	}
 	return nil
 }
 

@@ -160,6 +160,10 @@ func (s *Store) tpmDevice() string {
 	return s.opts.TPMDevice
 }
 
+// TPM returns the store's TPM connection, opening it on first use (the
+// one connection of this process: swtpm serves one client at a time).
+func (s *Store) TPM() (*tpm.TPM, error) { return s.tpmConn() }
+
 // tpmConn opens the TPM on first use.
 func (s *Store) tpmConn() (*tpm.TPM, error) {
 	s.mu.Lock()

@@ -239,9 +239,14 @@ func runGroupAddSubscription(ctx context.Context, g *globals, args []string, std
 }
 
 func runGroupDeploy(ctx context.Context, g *globals, args []string, stdout, stderr io.Writer) error {
-	pos, err := parse(flags("group deploy", g, stderr), args, 1, false, "ID")
+	fs := flags("group deploy", g, stderr)
+	firmware := fs.String("firmware", "", "a signed release file: the core installs it into its inactive slot and reboots to try it")
+	pos, err := parse(fs, args, 1, false, "ID")
 	if err != nil {
 		return err
+	}
+	if *firmware != "" {
+		return deployFirmware(ctx, g, pos[0], *firmware, stdout)
 	}
 	return withClient(g, func(c *admin.Client) error {
 		id, err := c.Deploy(ctx, pos[0])

@@ -78,21 +78,27 @@ func functionDir(cfg *config.Config, refs map[string]codeRef, arn string) string
 	return codeDir(cfg, arn)
 }
 
-// prepareDeployment is the deployer's Prepare: the functions' code, then
+// prepareDeployment is the deployer's Prepare: the firmware, the functions' code, then
 // the secrets; either failing undoes the other.
 func (c *core) prepareDeployment(cloud *controlplane.Client) func(context.Context, controlplane.DeploymentRef, []byte, checkedGroup) (func(), func(), error) {
-	code, secrets := c.prepareCode(cloud), c.prepareSecrets(cloud)
+	code, secrets, firmware := c.prepareCode(cloud), c.prepareSecrets(cloud), c.prepareFirmware(cloud)
 	return func(ctx context.Context, ref controlplane.DeploymentRef, data []byte, g checkedGroup) (func(), func(), error) {
+		commitFirmware, abortFirmware, err := firmware(ctx, ref, data, g)
+		if err != nil {
+			return nil, nil, err
+		}
 		commitCode, abortCode, err := code(ctx, ref, data, g)
 		if err != nil {
+			abortFirmware()
 			return nil, nil, err
 		}
 		commitSecrets, abortSecrets, err := secrets(ctx, ref, data, g)
 		if err != nil {
 			abortCode()
+			abortFirmware()
 			return nil, nil, err
 		}
-		return func() { commitSecrets(); commitCode() }, func() { abortSecrets(); abortCode() }, nil
+		return func() { commitSecrets(); commitCode(); commitFirmware() }, func() { abortSecrets(); abortCode(); abortFirmware() }, nil
 	}
 }
 

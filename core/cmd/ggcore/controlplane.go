@@ -51,6 +51,7 @@ func (c *core) startBackground(cloud *controlplane.Client) {
 			Check:     c.checkDeployment,
 			Activate:  c.switchGroup,
 			Prepare:   c.prepareDeployment(cloud),
+			Pending:   c.firmwarePending,
 			Interval:  time.Duration(c.cfg.GGCore.DeploymentPollSeconds) * time.Second,
 			Log:       c.log,
 		})
@@ -68,6 +69,7 @@ func (c *core) startBackground(cloud *controlplane.Client) {
 		})
 	}
 	if cloud == nil {
+		c.background.Go(func() { c.otaThenDeploy(ctx, nil) })
 		return
 	}
 	if c.dcm != nil {
@@ -87,9 +89,7 @@ func (c *core) startBackground(cloud *controlplane.Client) {
 		},
 	}
 	c.background.Go(func() { reporter.Run(ctx) })
-	if c.deployer != nil {
-		c.background.Go(func() { c.deployer.Run(ctx) })
-	}
+	c.background.Go(func() { c.otaThenDeploy(ctx, cloud) })
 	c.background.Go(func() {
 		<-ctx.Done()
 		cloud.Close()

@@ -42,6 +42,11 @@ type core struct {
 	secrets *secrets.Store
 	// fn runs the group's local functions; nil until it has some.
 	fn *localFunctions
+	// ota installs image updates and commits trial boots (ota.go); nil
+	// without a system disk. reboot asks main to stop and exit with
+	// exitReboot.
+	ota    *otaUpdater
+	reboot chan string
 	// stopBackground ends the goroutines that talk to the control plane;
 	// background waits for them.
 	stopBackground context.CancelFunc
@@ -94,7 +99,8 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &core{log: log, cfg: cfg, keys: store, profile: profile}
+	c := &core{log: log, cfg: cfg, keys: store, profile: profile, reboot: make(chan string, 1)}
+	c.ota = newOTA(cfg, store, ps.iot, log)
 	c.clock = newClock(cfg, ps.iot, clientCAs, c.clockStepped, log)
 	getCertificate, hardwareKey, err := c.serverCertificate(store, ps, cloud)
 	if err != nil {

@@ -101,6 +101,12 @@ func run(args []string, stderr io.Writer) int {
 			}
 			log.Info("ggcore stopped")
 			return 0
+		case reason := <-c.reboot:
+			log.Info("ggcore stopping to reboot the system", "reason", reason, "exit_status", exitReboot)
+			if err := c.stop(); err != nil {
+				log.Error("ggcore stop", "error", err)
+			}
+			return exitReboot
 		case <-hup:
 			c.reloadGroup()
 		case <-ticker.C:

@@ -129,7 +129,11 @@ func (h *handler) addSubscription(r *http.Request) (any, error) {
 
 func (h *handler) deploy(r *http.Request) (any, error) {
 	group := r.PathValue("group")
-	id, err := h.st.Deploy(group)
+	deploy := h.st.Deploy
+	if fw := r.URL.Query().Get("firmware"); fw != "" {
+		deploy = func(group string) (string, error) { return h.st.DeployFirmware(group, fw) }
+	}
+	id, err := deploy(group)
 	if err != nil {
 		return nil, err
 	}

@@ -85,6 +85,8 @@ func NewHandler(st *store.Store, o Options) http.Handler {
 		{"PUT /v1/functions/code", h.putFunctionCode},
 		{"GET /v1/functions/code", h.listFunctionCode},
 		{"POST /v1/groups/{group}/functions", h.addFunction},
+		{"PUT /v1/firmware", h.putFirmware},
+		{"GET /v1/firmware", h.listFirmware},
 	} {
 		mux.HandleFunc(r.pattern, h.serve(r.fn))
 	}

@@ -59,6 +59,12 @@ type CoreStatus struct {
 // its ID. A group that does not render a valid group.json is refused with
 // the reason, and nothing is stored.
 func (s *Store) Deploy(groupID string) (string, error) {
+	return s.deploy(groupID, nil)
+}
+
+// deploy is Deploy, with the release fw (nil for none) as the document's
+// "Firmware".
+func (s *Store) deploy(groupID string, fw *config.Firmware) (string, error) {
 	var id string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var g Group
@@ -77,7 +83,7 @@ func (s *Store) Deploy(groupID string) (string, error) {
 		if err != nil {
 			return err
 		}
-		doc, err := render(tx, g, ident, strconv.FormatUint(seq, 10))
+		doc, err := render(tx, g, ident, strconv.FormatUint(seq, 10), fw)
 		if err != nil {
 			return fmt.Errorf("store: deploy group %s: %w", groupID, err)
 		}
@@ -113,8 +119,9 @@ func (s *Store) Deploy(groupID string) (string, error) {
 }
 
 // render writes the group's group.json.
-func render(tx *bolt.Tx, g Group, id Identity, version string) ([]byte, error) {
+func render(tx *bolt.Tx, g Group, id Identity, version string, fw *config.Firmware) ([]byte, error) {
 	doc := config.Group{
+		Firmware:                        fw,
 		GroupId:                         g.ID,
 		GroupVersionId:                  version,
 		CertificateExpiryInMilliseconds: cmp.Or(g.CertificateExpiryMs, int64(config.DefaultCertificateExpiryMs)),

@@ -174,7 +174,7 @@ func renderFunctions(tx *bolt.Tx, groupID string) ([]json.RawMessage, error) {
 	return out, nil
 }
 
-// DeploymentCode returns the code archive of SHA-256 sum if the
+// DeploymentCode returns the code archive (or the firmware release) of SHA-256 sum if the
 // deployment references it; ErrNotFound otherwise.
 func (s *Store) DeploymentCode(groupID, deploymentID, sum string) ([]byte, error) {
 	var out []byte
@@ -185,11 +185,12 @@ func (s *Store) DeploymentCode(groupID, deploymentID, sum string) ([]byte, error
 		}
 		var g struct {
 			Functions []struct{ Code *struct{ Sha256 string } }
+			Firmware  *struct{ Sha256 string }
 		}
 		if err := json.Unmarshal(doc, &g); err != nil {
 			return fmt.Errorf("store: deployment %s: %w", deploymentID, err)
 		}
-		referenced := false
+		referenced := g.Firmware != nil && g.Firmware.Sha256 == sum
 		for _, f := range g.Functions {
 			referenced = referenced || (f.Code != nil && f.Code.Sha256 == sum)
 		}
