@@ -8,23 +8,29 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // GetFunctionCode streams the code archive a deployment references by
 // its SHA-256 (lowercase hex) into w, at most max bytes: a longer answer
 // is ErrTooLarge. It returns the bytes written. The caller checks the
-// hash.
+// hash. The transfer may take as long as it needs while bytes keep
+// coming; it fails when none arrive for the client's Timeout.
 func (c *Client) GetFunctionCode(ctx context.Context, ref DeploymentRef, sha256 string, max int64, w io.Writer) (int64, error) {
 	const name = "GetFunctionCode"
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stalled := time.AfterFunc(c.stall, func() { cancel(fmt.Errorf("no data from the control plane for %s", c.stall)) })
+	defer stalled.Stop()
 	path := "/greengrass/groups/" + url.PathEscape(ref.GroupId) + "/deployments/" + url.PathEscape(ref.DeploymentId) +
 		"/code/" + url.PathEscape(sha256)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.download.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
+		return 0, fmt.Errorf("%s: %w", name, stallCause(ctx, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -35,12 +41,35 @@ func (c *Client) GetFunctionCode(ctx context.Context, ref DeploymentRef, sha256 
 		}
 		return 0, &APIError{Call: name, Status: resp.StatusCode, Message: e.Message}
 	}
-	n, err := io.Copy(w, io.LimitReader(resp.Body, max+1))
+	body := &progressReader{r: resp.Body, progress: func() { stalled.Reset(c.stall) }}
+	n, err := io.Copy(w, io.LimitReader(body, max+1))
 	if err != nil {
-		return n, fmt.Errorf("%s: read answer: %w", name, err)
+		return n, fmt.Errorf("%s: read answer: %w", name, stallCause(ctx, err))
 	}
 	if n > max {
 		return n, fmt.Errorf("%s: %w: more than %d bytes", name, ErrTooLarge, max)
 	}
 	return n, nil
+}
+
+// progressReader calls progress after every read that returned bytes.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
+}
+
+// stallCause returns why ctx ended when it ended for a stall, else err.
+func stallCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled && ctx.Err() != nil {
+		return fmt.Errorf("%w (%w)", cause, err)
+	}
+	return err
 }

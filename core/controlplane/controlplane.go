@@ -40,7 +40,9 @@ type Options struct {
 	// TLS is the client TLS configuration (tlsconf.Client): the roots
 	// that verify the control plane and the core's client certificate.
 	TLS *tls.Config
-	// Timeout bounds one call; zero means 30 s.
+	// Timeout bounds one call; zero means 30 s. A download (function code,
+	// an image release) is bounded by progress instead: it fails when no
+	// byte arrives for Timeout, however long the whole transfer takes.
 	Timeout time.Duration
 }
 
@@ -49,6 +51,10 @@ type Client struct {
 	base  string
 	thing string
 	http  *http.Client
+	// download shares http's transport without its overall time limit;
+	// stall bounds each wait for more bytes.
+	download *http.Client
+	stall    time.Duration
 }
 
 // New returns a client; it connects on first use.
@@ -57,15 +63,19 @@ func New(o Options) *Client {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
+	transport := &http.Transport{
+		TLSClientConfig:       o.TLS,
+		ForceAttemptHTTP2:     false,
+		MaxIdleConnsPerHost:   1,
+		IdleConnTimeout:       time.Minute,
+		ResponseHeaderTimeout: timeout,
+	}
 	return &Client{
-		base:  "https://" + net.JoinHostPort(o.Host, strconv.Itoa(o.Port)),
-		thing: o.Thing,
-		http: &http.Client{Timeout: timeout, Transport: &http.Transport{
-			TLSClientConfig:     o.TLS,
-			ForceAttemptHTTP2:   false,
-			MaxIdleConnsPerHost: 1,
-			IdleConnTimeout:     time.Minute,
-		}},
+		base:     "https://" + net.JoinHostPort(o.Host, strconv.Itoa(o.Port)),
+		thing:    o.Thing,
+		http:     &http.Client{Timeout: timeout, Transport: transport},
+		download: &http.Client{Transport: transport},
+		stall:    timeout,
 	}
 }
 

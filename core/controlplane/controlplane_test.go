@@ -5,6 +5,7 @@ package controlplane
 // directory), served over mutual TLS on 127.0.0.1 as ggcloud serves it.
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -555,5 +556,72 @@ func TestTimeout(t *testing.T) {
 	err = core.UpdateConnectivity(ctx, nil)
 	if took := time.Since(start); took > 5*time.Second || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("with a 300ms context: %v after %s", err, took)
+	}
+}
+
+// TestDownloadBoundedByProgress: a download that keeps delivering bytes
+// may take longer than the client's Timeout (a large image release on a
+// slow link); one that stops delivering fails after Timeout, saying so.
+func TestDownloadBoundedByProgress(t *testing.T) {
+	ca, err := pki.NewCA("identity CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverKey, err := keyspec.ECP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(serverKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunk, chunks = 100, 12
+	release := make(chan struct{})
+	port := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		flusher := w.(http.Flusher)
+		if strings.HasSuffix(r.URL.Path, "/stall") {
+			w.Write(make([]byte, chunk))
+			flusher.Flush()
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		for range chunks {
+			w.Write(make([]byte, chunk))
+			flusher.Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond): // the pace of a slow link
+			}
+		}
+	}), tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: serverKey})
+	t.Cleanup(func() { close(release) })
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	timeout := 500 * time.Millisecond
+	core := newClient(t, port, "gw", roots, identity(t, ca, "gw"), timeout)
+	ref := DeploymentRef{GroupId: "g", DeploymentId: "d"}
+
+	var got bytes.Buffer
+	start := time.Now()
+	n, err := core.GetFunctionCode(context.Background(), ref, "slow", 1<<20, &got)
+	if err != nil || n != chunk*chunks {
+		t.Fatalf("slow but steady download: %d bytes, %v; want %d bytes", n, err, chunk*chunks)
+	}
+	if took := time.Since(start); took < timeout {
+		t.Fatalf("the download took %s, less than the %s timeout: the test proves nothing", took, timeout)
+	}
+
+	start = time.Now()
+	_, err = core.GetFunctionCode(context.Background(), ref, "stall", 1<<20, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "no data from the control plane") {
+		t.Errorf("stalled download: %v; want an error saying no data arrived", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("a stalled download took %s to fail with a %s timeout", took, timeout)
 	}
 }
