@@ -2,11 +2,23 @@
 // functions: pinned functions start with the core and are restarted with
 // backoff when they exit; on-demand functions start when work is queued
 // for them, up to a bound, and stop when idle. Each process gets a fresh
-// IPC token and the v1 environment the SDKs read. When ggcore runs as
-// root, a GreengrassContainer function also runs as its RunAs uid/gid, in
-// its own mount and PID namespaces, and in a cgroup limited to its
-// MemorySize where the host offers cgroup v2's memory controller; what
-// the host refuses is logged once and the function runs without it.
+// IPC token and the v1 environment the SDKs read.
+//
+// When ggcore runs as root, every function runs as its RunAs uid/gid,
+// and a function without RunAs runs as the default access identity
+// (Options.DefaultRunAs; DefaultIdentity: ggc_user/ggc_group as v1 names
+// them, else nobody/nogroup, 65534:65534), never as root unless its
+// RunAs says uid 0. Its code directory and every directory above it must
+// be searchable by that identity; RunnableCode copies code off a file
+// system mounted noexec. A GreengrassContainer function also
+// runs in its own mount and PID namespaces, and in a cgroup limited to
+// its MemorySize where the host offers cgroup v2's memory controller;
+// what the host refuses is logged once and the function runs without it.
+// When ggcore does not run as root, functions run as ggcore's own user.
+//
+// An invocation that outlives the function's Timeout is failed by the
+// IPC server, which calls Kill with the worker's token: the process is
+// killed, counted (Counts.Timeouts), and a pinned function restarted.
 package functions
 
 import (
@@ -67,6 +79,9 @@ type Options struct {
 	// IdleTimeout stops on-demand processes after this long without work
 	// (default 1 min).
 	IdleTimeout time.Duration
+	// DefaultRunAs is the identity of functions without RunAs when
+	// ggcore runs as root (default: DefaultIdentity()).
+	DefaultRunAs *config.RunAs
 }
 
 // Supervisor runs the functions' processes.
@@ -79,8 +94,16 @@ type Supervisor struct {
 	stop  context.CancelFunc
 	fns   map[string]*function
 	wg    sync.WaitGroup
-	noIso sync.Once // logged once: isolation unavailable
-	noCg  sync.Once // logged once: memory cgroups unavailable
+	noIso sync.Once        // logged once: isolation unavailable
+	noCg  sync.Once        // logged once: memory cgroups unavailable
+	procs map[string]*proc // by IPC token
+}
+
+// proc is one running process, for Kill.
+type proc struct {
+	f       *function
+	p       *os.Process
+	timeout bool // killed because an invocation timed out
 }
 
 // function is one function's processes.
@@ -91,6 +114,7 @@ type function struct {
 	running  int
 	restarts int // pinned processes started again after an exit
 	crashes  int // processes that ended with an error
+	timeouts int // processes killed because an invocation timed out
 	lastWork time.Time
 }
 
@@ -111,8 +135,11 @@ func New(o Options) *Supervisor {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = time.Minute
 	}
+	if o.DefaultRunAs == nil {
+		o.DefaultRunAs = DefaultIdentity()
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	s := &Supervisor{o: o, log: o.Logger, ctx: ctx, stop: stop, fns: map[string]*function{}}
+	s := &Supervisor{o: o, log: o.Logger, ctx: ctx, stop: stop, fns: map[string]*function{}, procs: map[string]*proc{}}
 	s.wg.Add(1)
 	go s.reapIdle()
 	return s
@@ -172,6 +199,7 @@ type Counts struct {
 	Running  int // processes now
 	Restarts int // pinned processes started again after an exit
 	Crashes  int // processes that ended with an error
+	Timeouts int // processes killed because an invocation timed out
 }
 
 // Counts returns the counters of a function (zero if unknown).
@@ -182,7 +210,25 @@ func (s *Supervisor) Counts(functionARN string) Counts {
 	if f == nil {
 		return Counts{}
 	}
-	return Counts{Running: f.running, Restarts: f.restarts, Crashes: f.crashes}
+	return Counts{Running: f.running, Restarts: f.restarts, Crashes: f.crashes, Timeouts: f.timeouts}
+}
+
+// Kill kills the process that holds token, because an invocation it
+// took ran past the function's Timeout: it is counted as a timeout (not
+// a crash), and a pinned function is restarted. An unknown token (the
+// process has ended) is ignored.
+func (s *Supervisor) Kill(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.procs[token]
+	if p == nil || p.timeout {
+		return
+	}
+	p.timeout = true
+	p.f.timeouts++
+	s.log.Warn("function process killed: an invocation ran past its Timeout", "function", p.f.spec.FunctionArn,
+		"pid", p.p.Pid, "timeout", p.f.spec.Timeout, "timeouts", p.f.timeouts)
+	_ = p.p.Kill()
 }
 
 // Close stops every process and waits for them.
@@ -205,9 +251,9 @@ func (s *Supervisor) run(f *function) {
 	backoff := s.o.MinBackoff
 	for {
 		started := time.Now()
-		err := s.runOnce(f)
+		timedOut, err := s.runOnce(f)
 		s.mu.Lock()
-		if err != nil && f.ctx.Err() == nil {
+		if err != nil && f.ctx.Err() == nil && !timedOut {
 			f.crashes++
 		}
 		if f.ctx.Err() != nil || !f.spec.Pinned {
@@ -236,8 +282,8 @@ func (s *Supervisor) run(f *function) {
 }
 
 // runOnce runs one process of f until it exits or f is stopped (then
-// SIGTERM, and SIGKILL after 5 s).
-func (s *Supervisor) runOnce(f *function) error {
+// SIGTERM, and SIGKILL after 5 s); timedOut reports that Kill ended it.
+func (s *Supervisor) runOnce(f *function) (timedOut bool, err error) {
 	sp := f.spec
 	token := s.o.Tokens.Issue(sp.FunctionArn)
 	defer s.o.Tokens.Revoke(token)
@@ -245,7 +291,7 @@ func (s *Supervisor) runOnce(f *function) error {
 	if err != nil {
 		s.log.Error("function cannot start", "function", sp.FunctionArn, "error", err)
 		<-f.ctx.Done() // a restart would fail the same way; wait for a new spec
-		return err
+		return false, err
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = sp.CodeDir
@@ -254,19 +300,35 @@ func (s *Supervisor) runOnce(f *function) error {
 	cmd.Stdout, cmd.Stderr = logw, logw
 	cleanup := s.isolate(cmd, sp)
 	defer cleanup()
-	if err := cmd.Start(); err != nil && cmd.SysProcAttr != nil && cmd.SysProcAttr.Cloneflags != 0 {
+	err = cmd.Start()
+	if err != nil && cmd.SysProcAttr != nil && cmd.SysProcAttr.Cloneflags != 0 &&
+		!errors.Is(err, syscall.EACCES) && !errors.Is(err, syscall.ENOENT) {
 		s.noIso.Do(func() {
 			s.log.Warn("function isolation not available on this host; running functions as plain processes",
 				"error", err)
 		})
 		cmd = rebuild(cmd)
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("functions: start %s: %w", sp.Name(), err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("functions: start %s: %w", sp.Name(), err)
+		err = cmd.Start()
 	}
-	s.log.Info("function process started", "function", sp.FunctionArn, "pid", cmd.Process.Pid, "pinned", sp.Pinned)
+	if err != nil {
+		if errors.Is(err, syscall.EACCES) && cmd.SysProcAttr != nil && cmd.SysProcAttr.Credential != nil {
+			err = fmt.Errorf("%w (the function runs as uid %d gid %d: its code %s and every directory above it must be searchable by it)",
+				err, cmd.SysProcAttr.Credential.Uid, cmd.SysProcAttr.Credential.Gid, sp.CodeDir)
+		}
+		return false, fmt.Errorf("functions: start %s: %w", sp.Name(), err)
+	}
+	p := &proc{f: f, p: cmd.Process}
+	s.mu.Lock()
+	s.procs[token] = p
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.procs, token)
+		timedOut = p.timeout
+		s.mu.Unlock()
+	}()
+	s.log.Info("function process started", "function", sp.FunctionArn, "pid", cmd.Process.Pid, "pinned", sp.Pinned,
+		"uid", credential(cmd, "uid"), "gid", credential(cmd, "gid"))
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
@@ -280,18 +342,37 @@ func (s *Supervisor) runOnce(f *function) error {
 			<-done
 		}
 		logw.flush()
-		return nil // stopped, not crashed
+		return false, nil // stopped, not crashed
 	}
 	logw.flush()
 	s.log.Info("function process exited", "function", sp.FunctionArn, "pid", cmd.Process.Pid, "error", err)
-	return err
+	return false, err
 }
 
-// rebuild copies cmd without isolation, for a host that refuses it.
+// rebuild copies cmd without namespaces or cgroup, for a host that
+// refuses them; the process still runs as its uid/gid.
 func rebuild(c *exec.Cmd) *exec.Cmd {
 	n := exec.Command(c.Path, c.Args[1:]...)
 	n.Dir, n.Env, n.Stdout, n.Stderr = c.Dir, c.Env, c.Stdout, c.Stderr
+	if a := c.SysProcAttr; a != nil {
+		n.SysProcAttr = &syscall.SysProcAttr{Credential: a.Credential, Pdeathsig: a.Pdeathsig}
+	}
 	return n
+}
+
+// credential is cmd's uid or gid for the log: ggcore's own when the
+// process keeps it.
+func credential(cmd *exec.Cmd, which string) int {
+	if a := cmd.SysProcAttr; a != nil && a.Credential != nil {
+		if which == "uid" {
+			return int(a.Credential.Uid)
+		}
+		return int(a.Credential.Gid)
+	}
+	if which == "uid" {
+		return os.Geteuid()
+	}
+	return os.Getegid()
 }
 
 // command is the argv of one process of sp.

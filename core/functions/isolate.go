@@ -3,6 +3,7 @@ package functions
 import (
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,18 +15,61 @@ import (
 // cgroupRoot is where ggcore makes the functions' cgroups (cgroup v2).
 const cgroupRoot = "/sys/fs/cgroup/ggcore-functions"
 
-// isolate sets up cmd's isolation for sp when ggcore runs as root and the
-// function is containerised: RunAs uid/gid, new mount and PID namespaces,
-// a cgroup with memory.max = MemorySize. It returns what undoes it.
+// Default access identity when neither the function's RunAs nor
+// Options.DefaultRunAs names one and the system has no ggc_user/ggc_group:
+// nobody/nogroup.
+const (
+	defaultUser  = "ggc_user"
+	defaultGroup = "ggc_group"
+	nobodyID     = 65534
+)
+
+// DefaultIdentity is the uid/gid of functions without RunAs when ggcore
+// runs as root: v1's ggc_user and ggc_group from the system's user and
+// group databases, each falling back to 65534 (nobody, nogroup). Never
+// root.
+func DefaultIdentity() *config.RunAs {
+	ra := &config.RunAs{Uid: nobodyID, Gid: nobodyID}
+	if u, err := user.Lookup(defaultUser); err == nil {
+		if id, err := strconv.ParseInt(u.Uid, 10, 64); err == nil && id != 0 {
+			ra.Uid = id
+		}
+		if id, err := strconv.ParseInt(u.Gid, 10, 64); err == nil && id != 0 {
+			ra.Gid = id
+		}
+	}
+	if g, err := user.LookupGroup(defaultGroup); err == nil {
+		if id, err := strconv.ParseInt(g.Gid, 10, 64); err == nil && id != 0 {
+			ra.Gid = id
+		}
+	}
+	return ra
+}
+
+// identity is the uid/gid sp's processes run as when ggcore is root.
+func (s *Supervisor) identity(sp Spec) config.RunAs {
+	if sp.RunAs != nil {
+		return *sp.RunAs
+	}
+	return *s.o.DefaultRunAs
+}
+
+// isolate sets up cmd's isolation for sp when ggcore runs as root: the
+// RunAs (or default) uid/gid, with no supplementary groups; for a
+// containerised function also new mount and PID namespaces and a cgroup
+// with memory.max = MemorySize. It returns what undoes it.
 func (s *Supervisor) isolate(cmd *exec.Cmd, sp Spec) func() {
-	if os.Geteuid() != 0 || sp.IsolationMode == config.IsolationNoContainer {
+	if os.Geteuid() != 0 {
 		return func() {}
 	}
-	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
-	if sp.RunAs != nil {
-		attr.Credential = &syscall.Credential{Uid: uint32(sp.RunAs.Uid), Gid: uint32(sp.RunAs.Gid)}
-	}
+	id := s.identity(sp)
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL,
+		Credential: &syscall.Credential{Uid: uint32(id.Uid), Gid: uint32(id.Gid), Groups: []uint32{}}}
 	cmd.SysProcAttr = attr
+	if sp.IsolationMode == config.IsolationNoContainer {
+		return func() {}
+	}
+	attr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID
 	if sp.MemorySizeKB <= 0 {
 		return func() {}
 	}

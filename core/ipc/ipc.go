@@ -103,7 +103,13 @@ type Options struct {
 	// OnWork is called (without locks held) when work is queued for a
 	// function, with the number of items waiting; the supervisor starts
 	// on-demand workers from it.
-	OnWork       func(functionARN string, waiting int)
+	OnWork func(functionARN string, waiting int)
+	// OnTimeout is called (without locks held) when an invocation a
+	// worker fetched outlives its function's Timeout: the invoker has
+	// been answered with an Unhandled error, and the worker process that
+	// holds token must be killed (the supervisor does, and restarts a
+	// pinned one).
+	OnTimeout    func(functionARN, token string)
 	MaxWorkItems int
 }
 
@@ -118,7 +124,7 @@ type Server struct {
 	queues      map[string]*queue
 	invocations map[string]*invocation
 
-	invoked, published, refused atomic.Int64
+	invoked, published, refused, timedOut atomic.Int64
 }
 
 // queue is one function's work not yet fetched.
@@ -134,9 +140,13 @@ type invocation struct {
 	clientContext      string
 	event              bool // no one collects the result
 	deadline           time.Time
-	done               chan struct{}
-	result             []byte
-	funcErr            string
+	// worker is the token of the process that fetched it; timer fails
+	// it when the function's Timeout passes before a result.
+	worker  string
+	timer   *time.Timer
+	done    chan struct{}
+	result  []byte
+	funcErr string
 }
 
 // New makes a server; Serve serves it.
@@ -186,11 +196,17 @@ func (s *Server) Revoke(token string) {
 }
 
 // Stats are the server's counters.
-type Stats struct{ Invoked, Published, Refused int64 }
+type Stats struct {
+	Invoked, Published, Refused int64
+	// TimedOut counts invocations failed because their function ran past
+	// its Timeout.
+	TimedOut int64
+}
 
 // Stats returns the counters since New.
 func (s *Server) Stats() Stats {
-	return Stats{Invoked: s.invoked.Load(), Published: s.published.Load(), Refused: s.refused.Load()}
+	return Stats{Invoked: s.invoked.Load(), Published: s.published.Load(), Refused: s.refused.Load(),
+		TimedOut: s.timedOut.Load()}
 }
 
 // Serve serves HTTP on l until ctx ends.
@@ -274,6 +290,21 @@ func (s *Server) enqueue(caller, target string, payload []byte, clientContext st
 	return inv, nil
 }
 
+// timeout fails inv, whose worker has run past the function's Timeout,
+// with v1's Unhandled error, and has the worker killed.
+func (s *Server) timeout(inv *invocation, after time.Duration) {
+	msg := fmt.Sprintf("Task timed out after %.2f seconds", after.Seconds())
+	if !s.complete(inv, errorBody(msg), "Unhandled") {
+		return // the result came first
+	}
+	n := s.timedOut.Add(1)
+	s.log.Warn("function invocation timed out; its worker is killed", "function", inv.target, "invocation", inv.id,
+		"timeout", after, "timedOut", n)
+	if s.o.OnTimeout != nil {
+		s.o.OnTimeout(inv.target, inv.worker)
+	}
+}
+
 // complete records inv's result and wakes its invoker.
 func (s *Server) complete(inv *invocation, result []byte, funcErr string) bool {
 	s.mu.Lock()
@@ -288,6 +319,9 @@ func (s *Server) complete(inv *invocation, result []byte, funcErr string) bool {
 	}
 	inv.result, inv.funcErr = result, funcErr
 	close(inv.done)
+	if inv.timer != nil {
+		inv.timer.Stop()
+	}
 	if inv.event {
 		delete(s.invocations, inv.id)
 	}
@@ -351,7 +385,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		switch r.Method {
 		case http.MethodGet:
-			s.getWork(w, r, arn)
+			s.getWork(w, r, arn, r.Header.Get("Authorization"))
 		case http.MethodPost:
 			s.postResult(w, r, arn)
 		default:
@@ -485,8 +519,9 @@ func (s *Server) publish(w http.ResponseWriter, caller, cc string, payload []byt
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// getWork is operation B: a long-poll that answers only with work.
-func (s *Server) getWork(w http.ResponseWriter, r *http.Request, arn string) {
+// getWork is operation B: a long-poll that answers only with work. The
+// function's Timeout starts when the worker (token) takes the work.
+func (s *Server) getWork(w http.ResponseWriter, r *http.Request, arn, token string) {
 	for {
 		s.mu.Lock()
 		q := s.queues[arn]
@@ -503,11 +538,18 @@ func (s *Server) getWork(w http.ResponseWriter, r *http.Request, arn string) {
 			inv := q.items[0]
 			q.items[0] = nil
 			q.items = q.items[1:]
-			s.mu.Unlock()
+			timeout := s.functions[arn].Timeout
 			if time.Now().After(inv.deadline) {
+				s.mu.Unlock()
 				s.complete(inv, errorBody("invocation expired in the queue"), "Unhandled")
 				continue
 			}
+			inv.worker = token
+			if timeout > 0 {
+				inv.deadline = time.Now().Add(timeout + resultGrace)
+				inv.timer = time.AfterFunc(timeout, func() { s.timeout(inv, timeout) })
+			}
+			s.mu.Unlock()
 			w.Header().Set(invocationIDHdr, inv.id)
 			w.Header().Set(clientContextHdr, inv.clientContext)
 			w.WriteHeader(http.StatusOK)
@@ -551,12 +593,15 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request, caller, targe
 	id := r.Header.Get(invocationIDHdr)
 	s.mu.Lock()
 	inv := s.invocations[id]
+	var wait time.Duration
+	if inv != nil {
+		wait = time.Until(inv.deadline)
+	}
 	s.mu.Unlock()
 	if inv == nil || inv.caller != caller || inv.target != target || inv.event {
 		http.Error(w, "unknown invocation", http.StatusNotFound)
 		return
 	}
-	wait := time.Until(inv.deadline)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

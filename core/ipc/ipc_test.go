@@ -196,3 +196,71 @@ func TestDeliverDropsNonJSON(t *testing.T) {
 		t.Fatalf("queued %v", waiting)
 	}
 }
+
+// An invocation whose worker runs past the function's Timeout is failed
+// to its invoker with v1's Unhandled error, counted, and the worker that
+// took it is named for killing; its late result changes nothing.
+func TestInvocationTimeout(t *testing.T) {
+	killed := make(chan string, 1)
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnTimeout: func(arn, token string) { killed <- arn + " " + token }})
+	s.SetFunctions([]Function{{ARN: fnA, Timeout: 3 * time.Second}, {ARN: fnB, Timeout: 300 * time.Millisecond}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base, tokA, tokB := "http://"+ln.Addr().String(), s.Issue(fnA), s.Issue(fnB)
+
+	res, _ := call(t, "POST", base+APIPrefix+fnB, tokA, nil, `{}`)
+	id := res.Header.Get("X-Amz-InvocationId")
+	res, _ = call(t, "GET", base+APIPrefix+fnB+"/work", tokB, nil, "")
+	if res.Header.Get("X-Amz-InvocationId") != id {
+		t.Fatalf("worker got %q, want %s", res.Header.Get("X-Amz-InvocationId"), id)
+	}
+	start := time.Now()
+	res, body := call(t, "GET", base+APIPrefix+fnB, tokA, map[string]string{"X-Amz-InvocationId": id}, "")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the invoker waited %v for a 300 ms Timeout", d)
+	}
+	if res.StatusCode != 200 || res.Header.Get("X-Amz-Function-Error") != "Unhandled" ||
+		body != `{"errorMessage":"Task timed out after 0.30 seconds"}` {
+		t.Fatalf("result %d %q %s; want 200, Unhandled and the timeout message", res.StatusCode, res.Header.Get("X-Amz-Function-Error"), body)
+	}
+	select {
+	case k := <-killed:
+		if k != fnB+" "+tokB {
+			t.Fatalf("OnTimeout(%s); want B's worker", k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnTimeout not called")
+	}
+	if n := s.Stats().TimedOut; n != 1 {
+		t.Fatalf("TimedOut = %d, want 1", n)
+	}
+	// The late result is not an error for the worker, and not delivered.
+	if res, _ := call(t, "POST", base+APIPrefix+fnB+"/work", tokB, map[string]string{"X-Amz-InvocationId": id}, `"late"`); res.StatusCode/100 == 5 {
+		t.Fatalf("late result: %d", res.StatusCode)
+	}
+	if n := s.Stats().TimedOut; n != 1 {
+		t.Fatalf("TimedOut = %d after the late result, want 1", n)
+	}
+
+	// A result in time stops the clock.
+	res, _ = call(t, "POST", base+APIPrefix+fnB, tokA, nil, `{}`)
+	id = res.Header.Get("X-Amz-InvocationId")
+	call(t, "GET", base+APIPrefix+fnB+"/work", tokB, nil, "")
+	call(t, "POST", base+APIPrefix+fnB+"/work", tokB, map[string]string{"X-Amz-InvocationId": id}, `"ok"`)
+	res, body = call(t, "GET", base+APIPrefix+fnB, tokA, map[string]string{"X-Amz-InvocationId": id}, "")
+	if body != `"ok"` || res.Header.Get("X-Amz-Function-Error") != "" {
+		t.Fatalf("result in time: %q %q", body, res.Header.Get("X-Amz-Function-Error"))
+	}
+	select {
+	case k := <-killed:
+		t.Fatalf("OnTimeout(%s) for an invocation answered in time", k)
+	case <-time.After(500 * time.Millisecond):
+	}
+}

@@ -98,6 +98,7 @@ func TestDeploymentCarriesFunctionCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, c, group := deployFleet(t, "dev1")
+	traversable(t, f.dir) // functions run as their own user
 	f.setConfig(t, "coreThing.ggDaemonPort", freePort(t))
 	conf, _ := json.Marshal(nodeFunction(pinnedARN, "pinned", true)["FunctionConfiguration"])
 	runOK(t, bin.ggcloud, "--data", c.data, "function", "put-code", "--arn", pinnedARN, "--file", tarGz(t, code, nil))

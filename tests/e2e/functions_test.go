@@ -85,6 +85,7 @@ func TestLocalFunctions(t *testing.T) {
 	t.Parallel()
 	code := nodeFunctionCode(t)
 	f := newFleet(t, "dev1", "dev2", "dev3")
+	traversable(t, f.dir) // functions run as their own user
 	ipcPort := freePort(t)
 	f.setConfig(t, "coreThing.ggDaemonPort", ipcPort)
 	for _, arn := range []string{pinnedARN, onDemandARN, crasherARN} {

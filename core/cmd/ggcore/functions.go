@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -80,8 +83,20 @@ func (c *core) switchFunctions(g *config.Group) error {
 	specs := make([]functions.Spec, 0, len(fs))
 	known := make([]ipc.Function, 0, len(fs))
 	byARN := make(map[string]config.Function, len(fs))
+	var runnable []string
 	for _, f := range fs {
-		specs = append(specs, functions.Spec{Function: f, CodeDir: functionDir(c.cfg, refs, f.FunctionArn)})
+		dir := functionDir(c.cfg, refs, f.FunctionArn)
+		if !f.IsNodeJS() {
+			// The image's data partition is mounted noexec: executables run
+			// from a copy in RAM.
+			if run, err := functions.RunnableCode(dir, runnableRoot(c.cfg)); err != nil {
+				c.log.Error("function code cannot be made executable", "function", f.FunctionArn, "error", err)
+			} else if run != dir {
+				dir = run
+				runnable = append(runnable, run)
+			}
+		}
+		specs = append(specs, functions.Spec{Function: f, CodeDir: dir})
 		known = append(known, ipc.Function{ARN: f.FunctionArn, JSON: f.EncodingType == "json" && f.IsNodeJS(), Timeout: f.Timeout})
 		byARN[f.FunctionArn] = f
 	}
@@ -90,7 +105,21 @@ func (c *core) switchFunctions(g *config.Group) error {
 	c.fn.mu.Unlock()
 	c.fn.ipc.SetFunctions(known)
 	c.fn.sup.Set(specs)
+	functions.PruneRunnable(runnableRoot(c.cfg), runnable)
 	return nil
+}
+
+// runnableRoot is where executables whose code is on a noexec file
+// system are copied to run: under /run/ggcore (RAM) as root, else under
+// the temporary directory; one directory per write directory, so that
+// cores sharing a host keep to their own.
+func runnableRoot(cfg *config.Config) string {
+	sum := sha256.Sum256([]byte(cfg.WriteDirectory))
+	name := "code-" + hex.EncodeToString(sum[:4])
+	if os.Geteuid() == 0 {
+		return filepath.Join("/run/ggcore", name)
+	}
+	return filepath.Join(os.TempDir(), "ggcore-"+strconv.Itoa(os.Geteuid()), name)
 }
 
 // startFunctions installs the Node.js runtime, binds the IPC port and
@@ -105,6 +134,10 @@ func (c *core) startFunctions() error {
 	if err != nil {
 		return fmt.Errorf("coreThing.ggDaemonPort: listen on %s for the local functions' IPC: %w", addr, err)
 	}
+	if err := searchable(c.cfg.WriteDirectory); err != nil {
+		ln.Close()
+		return err
+	}
 	runtimeDir := filepath.Join(c.cfg.WriteDirectory, "runtime", "nodejs")
 	if err := nodejs.Install(runtimeDir); err != nil {
 		ln.Close()
@@ -113,7 +146,8 @@ func (c *core) startFunctions() error {
 	fn := &localFunctions{done: make(chan struct{})}
 	log := c.log.With("component", "functions")
 	fn.ipc = ipc.New(ipc.Options{Logger: log, Publisher: c.broker, Secrets: secretReader{c: c, fn: fn},
-		OnWork: func(arn string, waiting int) { fn.sup.Work(arn, waiting) }})
+		OnWork:    func(arn string, waiting int) { fn.sup.Work(arn, waiting) },
+		OnTimeout: func(_, token string) { fn.sup.Kill(token) }})
 	fn.sup = functions.New(functions.Options{Logger: log, Tokens: fn.ipc, Port: port, NodeRuntime: runtimeDir})
 	ctx, stop := context.WithCancel(context.Background())
 	fn.stop = stop
@@ -126,6 +160,33 @@ func (c *core) startFunctions() error {
 	c.broker.SetFunctionSink(fn.ipc.Deliver)
 	c.fn = fn
 	log.Info("local functions' IPC serving", "addr", addr)
+	return nil
+}
+
+// searchable lets other users search (not list) the write directory and
+// its deployment directory when ggcore runs as root: functions run as
+// their own users and must reach their code under
+// <writeDirectory>/deployment/code and the Node.js runtime under
+// <writeDirectory>/runtime. What else is there stays as private as its own
+// mode makes it (secrets, group.json, keys: 0700/0600).
+func searchable(write string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	for _, d := range []string{write, filepath.Join(write, "deployment")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return fmt.Errorf("functions: %w", err)
+		}
+		info, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("functions: %w", err)
+		}
+		if perm := info.Mode().Perm(); perm&0o011 != 0o011 {
+			if err := os.Chmod(d, perm|0o011); err != nil {
+				return fmt.Errorf("functions: let the functions' users reach their code: %w", err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -136,6 +136,28 @@ func (c *Client) GetSecretValue(ctx context.Context, secretID, versionStage stri
 	return s, nil
 }
 
+// Invoke calls another local function of the group with payload
+// (RequestResponse) and waits for its result. funcErr is "" on success,
+// "Handled" when the function reported an error, "Unhandled" when the
+// core failed the invocation (a crash, or the function's Timeout); out is
+// then the error's JSON ({"errorMessage": ...}).
+func (c *Client) Invoke(ctx context.Context, functionARN string, payload []byte) (out []byte, funcErr string, err error) {
+	cc, _ := json.Marshal(map[string]any{"custom": map[string]string{}})
+	res, _, err := c.do(ctx, http.MethodPost, apiPrefix+functionARN, map[string]string{
+		"X-Amz-Client-Context":  base64.StdEncoding.EncodeToString(cc),
+		"X-Amz-Invocation-Type": "RequestResponse",
+	}, payload)
+	if err != nil {
+		return nil, "", err
+	}
+	res, out, err = c.do(ctx, http.MethodGet, apiPrefix+functionARN,
+		map[string]string{"X-Amz-InvocationId": res.Header.Get("X-Amz-InvocationId")}, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	return out, res.Header.Get("X-Amz-Function-Error"), nil
+}
+
 // Invocation is one piece of work for the function.
 type Invocation struct {
 	ID      string

@@ -91,4 +91,16 @@ func TestClientAgainstServer(t *testing.T) {
 	if !errors.As(err, &se) || se.Status != 401 {
 		t.Fatalf("A reading B's secret: %v, want a 401 SecretError", err)
 	}
+
+	// A invokes B (RequestResponse): the call returns once B's handler
+	// has run (and published).
+	out, funcErr, err := a.Invoke(ctx, fnB, []byte("x"))
+	if err != nil || funcErr != "" || len(out) != 0 {
+		t.Fatalf("A invoking B: %q %q %v; want B's empty result", out, funcErr, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if want := fnB + " out/b x pw"; len(p.got) != 2 || p.got[1] != want {
+		t.Fatalf("published %q, want B's second message %q", p.got, want)
+	}
 }
