@@ -14,7 +14,7 @@ TEST_TIMEOUT ?= 30m
 # is pinned by go.mod and `go tool` builds it on first use.
 STATICCHECK := $(GO) tool staticcheck
 
-.PHONY: all help build deps test check race lint tree-check run image images kernel kernels bench fuzz vet fmt-check clean
+.PHONY: all help build deps test check race lint tree-check run image images kernel kernels bench fuzz vet fmt-check clean powercut
 
 ## all: the same as build
 all: build
@@ -116,10 +116,18 @@ bench: deps build
 	$(GO) test -run NONE -bench Handshake -benchtime 2s ./tests/bench
 	$(GO) test -run NONE -bench Sign ./tpm ./hsm
 	$(GO) test -run NONE -bench Rotation -benchtime 20x ./tests/bench
+	$(GO) test -run NONE -bench Function -benchtime 2s ./tests/bench
 	$(GO) test -run NONE -bench . ./core/spool
 	$(GO) test -run NONE -bench 'Discover|ServeMemory10k' -benchtime 3s ./tools/ggcloud
 	$(GO) test -run NONE -bench Boot -benchtime 5x -timeout 30m ./tests/qemu
 	$(BIN)/ggbench --ggprov $(BIN)/ggprov --ggcore $(BIN)/ggcore --soak $(SOAK)
+
+## powercut: cut QEMU's power at POINTS (default 100) random moments of a trial boot per arch; every next boot must reach a healthy slot
+POINTS ?= 100
+powercut: deps kernels
+	@mkdir -p $(BUILD); status=0; \
+	GGCORE_POWERCUT_POINTS=$(POINTS) $(GO) test -count=1 -timeout 0 -run 'TestOtaPowerCut' -v ./tests/qemu >$(BUILD)/powercut.log 2>&1 || status=$$?; \
+	grep -E -e '--- |^(ok|FAIL)|power cut ' $(BUILD)/powercut.log; echo "powercut: full log in $(BUILD)/powercut.log"; exit $$status
 
 ## fuzz: run every fuzz target (func FuzzXxx in *_test.go) for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s

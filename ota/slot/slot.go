@@ -191,7 +191,8 @@ func Pick(area []byte) (st State, seq uint64, index int, ok bool) {
 
 // Store reads and writes the state on a block device or file.
 type Store struct {
-	f *os.File
+	f      *os.File
+	offset int64 // where the state starts in f
 	// seq and index describe the copy last loaded or saved; index is -1 when
 	// neither copy is valid.
 	seq    uint64
@@ -209,12 +210,26 @@ func Open(path string) (*Store, error) {
 	return &Store{f: f, index: -1}, nil
 }
 
+// OpenAt opens the state that starts offset bytes into the file at path: a
+// whole system disk image, for tools and tests on the host.
+func OpenAt(path string, offset int64) (*Store, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("slot: open state: negative offset %d", offset)
+	}
+	s, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	s.offset = offset
+	return s, nil
+}
+
 // Load returns the current state: the valid copy with the highest sequence, or
 // Fresh() when neither copy is valid.
 func (s *Store) Load() (State, error) {
 	area := make([]byte, Size)
 	// A short file reads as far as it goes; the missing bytes stay zero.
-	if _, err := s.f.ReadAt(area, 0); err != nil && !errors.Is(err, io.EOF) {
+	if _, err := s.f.ReadAt(area, s.offset); err != nil && !errors.Is(err, io.EOF) {
 		return State{}, fmt.Errorf("slot: read state: %w", err)
 	}
 	st, seq, index, _ := Pick(area)
@@ -243,7 +258,7 @@ func (s *Store) Save(st State) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.f.WriteAt(b, int64(target*CopySize)); err != nil {
+	if _, err := s.f.WriteAt(b, s.offset+int64(target*CopySize)); err != nil {
 		return fmt.Errorf("slot: write state copy %d: %w", target, err)
 	}
 	if err := s.f.Sync(); err != nil {

@@ -308,3 +308,28 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenAt reads and writes a state inside a larger image, leaving the
+// bytes around it alone.
+func TestOpenAt(t *testing.T) {
+	p := newDisk(t)
+	const off = 1 << 19
+	s, err := OpenAt(p, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Save(armed); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if !bytes.Equal(b[:off], make([]byte, off)) || !bytes.Equal(b[off+Size:], make([]byte, len(b)-off-Size)) {
+		t.Fatal("OpenAt wrote outside the state")
+	}
+	if got, _, _, ok := Pick(b[off : off+Size]); !ok || !reflect.DeepEqual(got, armed) {
+		t.Fatalf("state at the offset = %+v (ok %v)", got, ok)
+	}
+	if _, err := OpenAt(p, -1); err == nil {
+		t.Fatal("OpenAt accepted a negative offset")
+	}
+}
