@@ -14,7 +14,7 @@ const healthPoll = time.Second
 
 // State loads the slot state.
 func (s *System) State() (slot.State, error) {
-	store, err := slot.Open(s.Disk.State)
+	store, err := s.Disk.OpenState()
 	if err != nil {
 		return slot.State{}, fmt.Errorf("install: %w", err)
 	}
@@ -83,7 +83,7 @@ func (s *System) Commit(ctx context.Context, health func(context.Context) error,
 		}
 		s.log().Info("TPM security version counter advanced", "value", v)
 	}
-	store, err := slot.Open(s.Disk.State)
+	store, err := s.Disk.OpenState()
 	if err != nil {
 		return nil, fmt.Errorf("install: commit: %w", err)
 	}
@@ -102,7 +102,7 @@ func (s *System) Commit(ctx context.Context, health func(context.Context) error,
 // ClearResult removes the trial result r from the slot state once the
 // core reported it; a newer result recorded meanwhile stays.
 func (s *System) ClearResult(r *slot.Result) error {
-	store, err := slot.Open(s.Disk.State)
+	store, err := s.Disk.OpenState()
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
 	}

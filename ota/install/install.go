@@ -59,8 +59,16 @@ var (
 
 // Disk names the partitions (or plain files, in tests) of a system disk.
 type Disk struct {
-	State string // the slot state partition
-	A, B  string // the slots
+	State string // the slot state partition (or the device holding it)
+	// StateOffset is where the state starts in State: 0 for a partition
+	// of its own, else the offset ggcore.state=DEVICE@OFFSET names.
+	StateOffset int64
+	A, B        string // the slots
+}
+
+// OpenState opens the slot state.
+func (d Disk) OpenState() (*slot.Store, error) {
+	return slot.OpenAt(d.State, d.StateOffset)
 }
 
 // Slot returns the partition of slot name ("A" or "B").
@@ -158,7 +166,7 @@ func (s *System) Install(ctx context.Context, src io.Reader, o Options) (*Result
 	if s.Verifier == nil {
 		return nil, errors.New("install: no release keys")
 	}
-	store, err := slot.Open(s.Disk.State)
+	store, err := s.Disk.OpenState()
 	if err != nil {
 		return nil, fmt.Errorf("install: %w", err)
 	}

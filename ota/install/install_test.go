@@ -440,3 +440,41 @@ func TestInstallThroughput(t *testing.T) {
 	}
 	_ = filepath.Join
 }
+
+// TestInstallStateAtOffset: with the state kept at an offset of a device
+// (ggcore.state=DEVICE@OFFSET, an SD card whose partition 1 is the boot
+// partition), an install arms the trial there and leaves every byte
+// before the offset alone.
+func TestInstallStateAtOffset(t *testing.T) {
+	key := newKey(t)
+	v, err := release.NewVerifier(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := disk(t, 4<<20, 4<<20)
+	const offset = 512 << 10
+	front := make([]byte, offset)
+	rand.Read(front)
+	if err := os.WriteFile(d.State, append(front, make([]byte, 1<<20)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.StateOffset = offset
+	putRelease(t, d.A, build(t, key, q35, "1.2.0", 2, 1000, 1000))
+	rel := build(t, key, q35, "1.3.0", 3, 1000, 2000)
+	sys := &System{Disk: d, Running: slot.A, Compatible: q35, Verifier: v, Counter: &fakeCounter{v: 2}}
+	if _, err := sys.Install(context.Background(), bytes.NewReader(rel), Options{Deployment: "dep-off"}); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	if got := readFile(t, d.State)[:offset]; !bytes.Equal(got, front) {
+		t.Error("bytes before the state's offset were written")
+	}
+	s, err := slot.OpenAt(d.State, offset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.Load()
+	if err != nil || st.Trial != slot.B || st.Deployment != "dep-off" {
+		t.Errorf("state at the offset: %+v, %v; want a trial of B for dep-off", st, err)
+	}
+}

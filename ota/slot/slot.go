@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -210,8 +212,29 @@ func Open(path string) (*Store, error) {
 	return &Store{f: f, index: -1}, nil
 }
 
+// ParseLocation parses where the state is, as ggcore.state= on the kernel
+// command line says it: a device (or file), or DEVICE@OFFSET for a state
+// kept at a byte offset of a device outside any partition (an SD card
+// whose partition table has no room for a state partition). The offset,
+// decimal or 0x hex, is a multiple of 512 bytes.
+func ParseLocation(v string) (path string, offset int64, err error) {
+	dev, off, ok := strings.Cut(v, "@")
+	if dev == "" {
+		return "", 0, fmt.Errorf("slot: state location %q: no device", v)
+	}
+	if !ok {
+		return dev, 0, nil
+	}
+	n, err := strconv.ParseInt(off, 0, 64)
+	if err != nil || n < 0 || n%512 != 0 {
+		return "", 0, fmt.Errorf("slot: state location %q: the offset is not a multiple of 512 bytes", v)
+	}
+	return dev, n, nil
+}
+
 // OpenAt opens the state that starts offset bytes into the file at path: a
-// whole system disk image, for tools and tests on the host.
+// whole system disk image, or a device whose state lies outside any
+// partition (ParseLocation).
 func OpenAt(path string, offset int64) (*Store, error) {
 	if offset < 0 {
 		return nil, fmt.Errorf("slot: open state: negative offset %d", offset)

@@ -89,6 +89,17 @@ func newOTA(cfg *config.Config, store *keys.Store, identity crypto.Signer, log *
 	u := &otaUpdater{log: log.With("component", "ota"), identity: identity, trialFlag: cmdline["ggcore.trial"] == "1",
 		deadline: time.Duration(orDefault(o.HealthDeadlineSeconds, config.DefaultHealthDeadlineSeconds)) * time.Second}
 	u.sys = &install.System{Disk: install.SystemDisk(disk), Log: u.log}
+	// ggcore.state= moves the slot state off partition 1 (an SD card whose
+	// partition 1 is the boot partition keeps it before the partitions);
+	// ggboot reads the same word.
+	if loc := cmdline["ggcore.state"]; loc != "" {
+		path, offset, err := slot.ParseLocation(loc)
+		if err != nil {
+			u.unusable = fmt.Errorf("ggcore.state on the kernel command line: %w", err)
+			return u
+		}
+		u.sys.Disk.State, u.sys.Disk.StateOffset = path, offset
+	}
 	running := o.Slot
 	if running == "" {
 		running = cmdline["ggcore.slot"]
@@ -433,7 +444,7 @@ func (u *otaUpdater) running(fw *config.Firmware) bool {
 
 // disarm cancels the trial of slot target armed by this run.
 func (u *otaUpdater) disarm(target string) error {
-	store, err := slot.Open(u.sys.Disk.State)
+	store, err := u.sys.Disk.OpenState()
 	if err != nil {
 		return err
 	}

@@ -123,24 +123,3 @@ func TestPartition(t *testing.T) {
 		}
 	}
 }
-
-func TestStateLocation(t *testing.T) {
-	tests := []struct {
-		in   string
-		dev  string
-		off  int64
-		fail bool
-	}{
-		{"/dev/vdb1", "/dev/vdb1", 0, false},
-		{"/dev/mmcblk0@1048576", "/dev/mmcblk0", 1 << 20, false},
-		{"/dev/mmcblk0@0x100000", "/dev/mmcblk0", 1 << 20, false},
-		{"/dev/mmcblk0@100", "", 0, true},
-		{"/dev/mmcblk0@-512", "", 0, true},
-	}
-	for _, tt := range tests {
-		dev, off, err := stateLocation(tt.in)
-		if (err != nil) != tt.fail || dev != tt.dev || off != tt.off {
-			t.Errorf("stateLocation(%q) = %q, %d, %v", tt.in, dev, off, err)
-		}
-	}
-}

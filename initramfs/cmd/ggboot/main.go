@@ -103,7 +103,7 @@ func prepare(line string) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	statePart, stateOffset, err := stateLocation(setting(args, "ggcore.state", partition(system, 1)))
+	statePart, stateOffset, err := slot.ParseLocation(setting(args, "ggcore.state", partition(system, 1)))
 	if err != nil {
 		return nil, err
 	}
@@ -190,21 +190,6 @@ func partition(disk string, n int) string {
 		return disk + "p" + strconv.Itoa(n)
 	}
 	return disk + strconv.Itoa(n)
-}
-
-// stateLocation parses ggcore.state: a device, or DEVICE@OFFSET for a
-// state kept at a byte offset of a device outside any partition (an SD
-// card whose partition table has no room for a state partition).
-func stateLocation(v string) (string, int64, error) {
-	dev, off, ok := strings.Cut(v, "@")
-	if !ok {
-		return v, 0, nil
-	}
-	n, err := strconv.ParseInt(off, 0, 64)
-	if err != nil || n < 0 || n%512 != 0 {
-		return "", 0, fmt.Errorf("ggcore.state=%s: the offset is not a multiple of 512 bytes", v)
-	}
-	return dev, n, nil
 }
 
 // slotCmdline is the first stage's own command line without earlier slot
