@@ -424,6 +424,9 @@ func TestOtaUpdate(t *testing.T) {
 			v = boot(t, arch, s.ggboot, s.kernel, dataDisk, b.tpm.Dir, "GGCORE_QEMU_REBOOT=1", "GGCORE_SYSTEM_DISK="+system)
 			v.waitFor(t, "ggboot: TPM security version floor 2", bootTimeout)
 			v.waitFor(t, "ggboot: slot B committed, version 1.1.0 sv 2", bootTimeout)
+			// The core reads the measurement back and finds the value
+			// `ggprov release pcr` publishes for the release.
+			v.waitFor(t, "PCR 13 matches the release", bootTimeout)
 			v.waitFor(t, "ggcore ready", bootTimeout)
 		})
 	}

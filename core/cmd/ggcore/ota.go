@@ -40,6 +40,7 @@ import (
 	"github.com/ggcore/ggcore/ota/install"
 	"github.com/ggcore/ggcore/ota/release"
 	"github.com/ggcore/ggcore/ota/slot"
+	"github.com/ggcore/ggcore/tpm"
 )
 
 // exitReboot is ggcore's exit status that asks gginit to reboot the
@@ -132,23 +133,48 @@ func newOTA(cfg *config.Config, store *keys.Store, identity crypto.Signer, log *
 		return u
 	}
 	u.sys.Verifier = v
-	if h, err := u.sys.RunningHeader(); err != nil {
+	h, err := u.sys.RunningHeader()
+	if err != nil {
 		u.unusable = fmt.Errorf("the running slot %s holds no release these keys verify, so its compatible is unknown: %w", running, err)
 	} else {
 		u.sys.Compatible = h.Manifest.Compatible
-		u.log.Info("running release", "slot", running, "version", h.Manifest.Version,
-			"security_version", h.Manifest.SecurityVersion, "compatible", h.Manifest.Compatible,
-			"expected_pcr13", hex.EncodeToString(func() []byte { p := h.ExpectedPCR13(); return p[:] }()))
 	}
+	var t *tpm.TPM
 	if tpmPresent(cfg) {
-		t, err := store.TPM()
-		if err != nil {
+		if t, err = store.TPM(); err != nil {
 			u.unusable = fmt.Errorf("the TPM holding the security version counter: %w", err)
 			return u
 		}
 		u.sys.Counter = t
 	}
+	if h != nil {
+		u.logRunningRelease(running, h, t)
+	}
 	return u
+}
+
+// logRunningRelease logs the release the system booted and, with a TPM,
+// the boot measurement ggboot extended into PCR 13 beside the value the
+// release promises (ggprov release pcr): a difference means the boot path
+// is not the one the release was published for.
+func (u *otaUpdater) logRunningRelease(running string, h *release.Header, t *tpm.TPM) {
+	expected := h.ExpectedPCR13()
+	attrs := []any{"slot", running, "version", h.Manifest.Version, "security_version", h.Manifest.SecurityVersion,
+		"compatible", h.Manifest.Compatible, "expected_pcr13", hex.EncodeToString(expected[:])}
+	if t == nil {
+		u.log.Info("running release", attrs...)
+		return
+	}
+	pcr, err := t.ReadPCR(tpm.BootPCR)
+	switch {
+	case err != nil:
+		u.log.Warn("running release; PCR 13 unreadable", append(attrs, "error", err)...)
+	case pcr != expected:
+		u.log.Warn("running release; PCR 13 differs from the release's expected value (booted without ggboot, or a changed boot path)",
+			append(attrs, "pcr13", hex.EncodeToString(pcr[:]))...)
+	default:
+		u.log.Info("running release; PCR 13 matches the release", append(attrs, "pcr13", hex.EncodeToString(pcr[:]))...)
+	}
 }
 
 func orDefault(v, def int) int {
