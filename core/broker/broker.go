@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -123,6 +124,10 @@ type Limits struct {
 	SessionExpiry uint32
 	// MessageExpiry caps how long a queued message is kept, in seconds.
 	MessageExpiry int64
+	// ConnectTimeout bounds the time from the end of a connection's TLS
+	// handshake to the end of its CONNECT packet; a connection that takes
+	// longer is closed and counted (Stats.ConnectTimeouts).
+	ConnectTimeout time.Duration
 }
 
 // DefaultLimits are sized for a gateway with about a thousand devices: a
@@ -140,6 +145,7 @@ func DefaultLimits() Limits {
 		MaxClients:      10000,
 		SessionExpiry:   24 * 60 * 60,
 		MessageExpiry:   24 * 60 * 60,
+		ConnectTimeout:  mochiext.DefaultConnectTimeout,
 	}
 }
 
@@ -160,6 +166,9 @@ func (l Limits) withDefaults() Limits {
 	fill(&l.MessageExpiry, d.MessageExpiry)
 	if l.PublishWait <= 0 {
 		l.PublishWait = d.PublishWait
+	}
+	if l.ConnectTimeout <= 0 {
+		l.ConnectTimeout = d.ConnectTimeout
 	}
 	if l.MaxInflight == 0 {
 		l.MaxInflight = d.MaxInflight
@@ -213,11 +222,15 @@ type Stats struct {
 	InflightDropped int64
 	// Clients is the number of connected clients.
 	Clients int64
+	// ConnectTimeouts counts connections closed because their CONNECT did
+	// not arrive within Limits.ConnectTimeout of their TLS handshake.
+	ConnectTimeouts int64
 }
 
 // Broker is the local MQTT broker.
 type Broker struct {
 	srv  *mqtt.Server
+	ln   *mochiext.TLSListener
 	log  *slog.Logger
 	addr net.Addr
 	snap atomic.Pointer[snapshot]
@@ -236,6 +249,9 @@ type Broker struct {
 
 	refused  atomic.Int64
 	unrouted atomic.Int64
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // sentinelClient holds the broker's own shared subscriptions (see New).
@@ -305,7 +321,10 @@ func New(o Options, g Group) (*Broker, error) {
 		return nil, err
 	}
 	b.cloud = b.srv.NewClient(nil, "local", cloudClient, true)
-	if err := b.srv.AddListener(mochiext.NewTLSListener("mqtts", o.Listener, o.TLS, nil)); err != nil {
+	// corkListener batches acknowledgements (cork.go).
+	b.ln = mochiext.NewTLSListener("mqtts", corkListener{o.Listener}, o.TLS, nil)
+	b.ln.ConnectTimeout = lim.ConnectTimeout
+	if err := b.srv.AddListener(b.ln); err != nil {
 		_ = b.closePersistence()
 		return nil, fmt.Errorf("broker: add listener: %w", err)
 	}
@@ -326,13 +345,23 @@ func (b *Broker) Start() error {
 // Addr is the address the broker serves on.
 func (b *Broker) Addr() net.Addr { return b.addr }
 
-// Close stops listening and disconnects every client.
+// Close stops listening and ends every connection: MQTT 5 clients get
+// DISCONNECT 0x8B (server shutting down); connections that have not sent
+// CONNECT, and clients that do not take their DISCONNECT within
+// mochiext.ShutdownGrace (a client that stopped reading), are closed.
+// It is safe to call more than once.
 func (b *Broker) Close() error {
-	b.queues.closed.Store(true)
-	if err := b.srv.Close(); err != nil {
-		return fmt.Errorf("broker: close: %w", err)
-	}
-	return b.closePersistence()
+	b.closeOnce.Do(func() {
+		b.queues.closed.Store(true)
+		// Before mochi's Close, which can hang (see mochiext/shutdown.go).
+		b.ln.Shutdown(b.srv, mochiext.ShutdownGrace)
+		if err := b.srv.Close(); err != nil {
+			b.closeErr = fmt.Errorf("broker: close: %w", err)
+			return
+		}
+		b.closeErr = b.closePersistence()
+	})
+	return b.closeErr
 }
 
 // Stats returns the counters.
@@ -344,8 +373,13 @@ func (b *Broker) Stats() Stats {
 		QueuedBytes:     b.queues.bytes.Load(),
 		InflightDropped: atomic.LoadInt64(&b.srv.Info.InflightDropped),
 		Clients:         atomic.LoadInt64(&b.srv.Info.ClientsConnected),
+		ConnectTimeouts: b.ln.ConnectTimeouts(),
 	}
 }
+
+// Connections is how many connections completed the TLS handshake since
+// start, whether or not they became clients.
+func (b *Broker) Connections() int64 { return b.ln.Handshakes() }
 
 // ClientDropped returns how many messages for client id were dropped
 // (see Stats.Dropped) since it joined the group.

@@ -37,6 +37,32 @@ type Persistence struct {
 	MaxBytes int64
 	// MaxMessages bounds the number of stored messages the same way.
 	MaxMessages int64
+
+	// opened is the store Open opened ahead of New; New takes it over.
+	opened *sessionStore
+}
+
+// Open opens the store ahead of New, which then takes it over instead of
+// opening it: a caller can overlap the open (tens of milliseconds on an
+// emulated machine) with other work. Discard closes a store New did not
+// take over.
+func (p *Persistence) Open(log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	s, err := openStore(*p, log)
+	p.opened = s
+	return err
+}
+
+// Discard closes the store Open opened, unless New took it over.
+func (p *Persistence) Discard() error {
+	s := p.opened
+	p.opened = nil
+	if s == nil {
+		return nil
+	}
+	return s.close()
 }
 
 // Defaults of Persistence's bounds.
@@ -827,26 +853,65 @@ func (b *Broker) forgetSession(clientID string) {
 // for unstoreQueued, or 0 when nothing was stored. It does not wait: the
 // publish's pending record covers the message until the write commits.
 func (b *Broker) storeQueued(clientID string, pk packets.Packet, qos byte) uint64 {
-	if b.store == nil || qos == 0 || !b.store.has(clientID) {
+	e := queued{msg: &pk, qos: qos}
+	rec := b.queuedRecord(clientID, &e)
+	if rec == nil {
 		return 0
 	}
-	seq := b.store.seq.Add(1)
-	m := toStored(clientID, pk)
-	m.FixedHeader.Qos = qos
+	b.submitQueued(*rec)
+	return e.key
+}
+
+// queuedRecord encodes the record of queue entry e for clientID and sets
+// e.key, when clientID's session is stored and e is QoS 1/2; nil
+// otherwise, at the cost of one map lookup. The record keeps what the
+// entry adds to its shared message: its QoS, subscription identifiers and
+// retain flag as the subscriber receives it.
+func (b *Broker) queuedRecord(clientID string, e *queued) *op {
+	if b.store == nil || e.qos == 0 || !b.store.has(clientID) {
+		return nil
+	}
+	e.key = b.store.seq.Add(1)
+	m := toStored(clientID, *e.msg)
+	m.FixedHeader.Qos = e.qos
+	m.FixedHeader.Retain = e.fwdRetained || (e.retainAsPublished && e.msg.FixedHeader.Retain)
+	m.Properties.SubscriptionIdentifier = e.ids
 	m.PacketID = 0
-	_ = b.store.submit(false, op{bucket: bucketQueued, key: sessionKey(clientID, binary.BigEndian.AppendUint64(nil, seq)),
-		val: mustJSON(m), counted: true})
-	return seq
+	return &op{bucket: bucketQueued, key: queuedKey(clientID, e.key), val: mustJSON(m), counted: true}
+}
+
+// submitQueued writes a record made by queuedRecord, without waiting.
+func (b *Broker) submitQueued(rec op) { _ = b.store.submit(false, rec) }
+
+func queuedKey(clientID string, seq uint64) []byte {
+	return sessionKey(clientID, binary.BigEndian.AppendUint64(nil, seq))
 }
 
 // unstoreQueued deletes what storeQueued stored, once the message left the
-// queue: sent (it is then one of the session's inflight messages, stored
-// as such) or dropped.
+// queue dropped.
 func (b *Broker) unstoreQueued(clientID string, key uint64) {
 	if b.store == nil || key == 0 {
 		return
 	}
-	_ = b.store.submit(false, op{bucket: bucketQueued, key: sessionKey(clientID, binary.BigEndian.AppendUint64(nil, key))})
+	_ = b.store.submit(false, op{bucket: bucketQueued, key: queuedKey(clientID, key)})
+}
+
+// sentFromQueue stores pk, which became one of cl's inflight messages, as
+// OnQosPublish does, and deletes its record as a queued message (key, 0
+// for none) in the same write: a crash leaves one of the two, never both
+// (which would deliver it twice) nor neither.
+func (b *Broker) sentFromQueue(cl *mqtt.Client, pk packets.Packet, key uint64) {
+	ops := make([]op, 0, 2)
+	if b.store.has(cl.ID) {
+		ops = append(ops, op{bucket: bucketInflight, key: inflightKey(cl.ID, pk.PacketID),
+			val: mustJSON(toStored(cl.ID, pk)), counted: true})
+	}
+	if key != 0 {
+		ops = append(ops, op{bucket: bucketQueued, key: queuedKey(cl.ID, key)})
+	}
+	if len(ops) > 0 {
+		_ = b.store.submit(false, ops...)
+	}
 }
 
 // forgetQueued deletes a queued message the table no longer allows.
@@ -866,7 +931,11 @@ func (b *Broker) openPersistence(p *Persistence) error {
 	if p == nil {
 		return nil
 	}
-	s, err := openStore(*p, b.log)
+	s, err := p.opened, error(nil)
+	p.opened = nil
+	if s == nil {
+		s, err = openStore(*p, b.log)
+	}
 	if err != nil {
 		return err
 	}
@@ -969,21 +1038,20 @@ func (b *Broker) restore() error {
 			queued++
 		}
 	}
-	// Messages that waited in a connected subscriber's queue follow the
-	// session's inflight messages, in the order they were queued.
+	// Messages that waited in a subscriber's queue follow the session's
+	// inflight messages, in the order they were queued.
 	slices.SortFunc(l.queued, func(a, b queuedRecord) int { return cmp.Compare(a.seq, b.seq) })
 	for _, r := range l.queued {
 		m := r.m
-		ops = append(ops, op{bucket: bucketQueued, key: sessionKey(m.Client, binary.BigEndian.AppendUint64(nil, r.seq))})
 		cl := restored[m.Client]
-		if cl == nil {
+		if cl == nil || expired(m) || !allowed(m.Origin, m.Client, m.TopicName) {
+			ops = append(ops, op{bucket: bucketQueued, key: queuedKey(m.Client, r.seq)})
+			if cl != nil {
+				skipped++
+			}
 			continue
 		}
-		if expired(m) || !allowed(m.Origin, m.Client, m.TopicName) {
-			skipped++
-			continue
-		}
-		if b.queueRestored(cl, m.packet(), &ops) {
+		if b.restoreMessage(cl, m.packet(), r.seq, &ops) {
 			queued++
 		}
 	}
@@ -1002,7 +1070,8 @@ func (b *Broker) restore() error {
 		if !expired(m) {
 			for id, sub := range b.srv.Topics.Subscribers(pk.TopicName).Subscriptions {
 				cl := restored[id]
-				if cl == nil || !allowed(pk.Origin, id, pk.TopicName) || holds(cl, pk) || (sub.NoLocal && pk.Origin == id) {
+				if cl == nil || !allowed(pk.Origin, id, pk.TopicName) || holds(cl, pk) || b.queues.holds(id, pk) ||
+					(sub.NoLocal && pk.Origin == id) {
 					continue
 				}
 				out := pk.Copy(false)
@@ -1011,7 +1080,8 @@ func (b *Broker) restore() error {
 					continue // a QoS 0 subscription gets nothing while offline
 				}
 				out.FixedHeader.Retain = false
-				if b.queueRestored(cl, out, &ops) {
+				out.Properties.SubscriptionIdentifier = nil
+				if b.restoreMessage(cl, out, 0, &ops) {
 					queued++
 				}
 			}
@@ -1027,6 +1097,39 @@ func (b *Broker) restore() error {
 		}
 	}
 	return nil
+}
+
+// restoreMessage queues pk, read from the store, for restored session cl:
+// as one of its inflight messages while none waits in its queue and its
+// window has room, else at the end of its queue (queue.go), so that the
+// order is kept. key is pk's record as a queued message (0: none); ops
+// gets the writes that keep the store in step. False when pk was dropped:
+// cl's queue is full.
+func (b *Broker) restoreMessage(cl *mqtt.Client, pk packets.Packet, key uint64, ops *[]op) bool {
+	if q := b.queues.get(cl.ID); (q == nil || q.live == 0) && b.queueRestored(cl, pk, ops) {
+		if key != 0 {
+			*ops = append(*ops, op{bucket: bucketQueued, key: queuedKey(cl.ID, key)})
+		}
+		return true
+	}
+	pk.PacketID = 0
+	e := queued{qos: pk.FixedHeader.Qos, fwdRetained: pk.FixedHeader.Retain, ids: pk.Properties.SubscriptionIdentifier}
+	pk.Properties.SubscriptionIdentifier = nil
+	e.msg, e.size = &pk, entrySize(&pk)
+	if key == 0 {
+		e.key = b.store.seq.Add(1)
+		m := toStored(cl.ID, pk)
+		m.Properties.SubscriptionIdentifier = e.ids
+		*ops = append(*ops, op{bucket: bucketQueued, key: queuedKey(cl.ID, e.key), val: mustJSON(m), counted: true})
+	} else {
+		e.key = key
+	}
+	if !b.queues.restored(cl.ID, e) {
+		b.drops.add(cl.ID, "restored session's queue full", pk.TopicName, e.qos)
+		*ops = append(*ops, op{bucket: bucketQueued, key: queuedKey(cl.ID, e.key)})
+		return false
+	}
+	return true
 }
 
 // queueRestored makes pk one of cl's inflight messages with the next

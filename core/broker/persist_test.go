@@ -586,3 +586,73 @@ func benchPersistentQueue(b *testing.B, store bool, publishers int) {
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// A persistent subscriber that is connected but holds its
+// acknowledgements has, beyond its window, messages waiting in its queue;
+// when it then drops off, more wait there for its return. Every one was
+// acknowledged to its publisher, so a crash must lose none: the store as
+// committed when the last PUBACK went out (what a power cut leaves) gives
+// the resumed session every message, in order per publisher, QoS 2 once.
+func TestPersistenceQueueOfConnectedSessionSurvivesCrash(t *testing.T) {
+	f := newTestFleet(t, "pub1", "pub2", "sub")
+	p := Persistence{Path: filepath.Join(t.TempDir(), "sessions.db")}
+	g := f.group(sub("s1", "pub1", "a/#", "sub"), sub("s2", "pub2", "a/#", "sub"))
+	b := f.mustStartPersistent(g, p)
+	expiry, window := uint32(300), uint16(4)
+	holder, _, err := mqtttest.Dial(t, b.Addr().String(), f.clientTLS("sub"), &paho.Connect{ClientID: "sub", CleanStart: true, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, ReceiveMaximum: &window}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	holder.Paho.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) { <-release; return true, nil })
+	t.Cleanup(func() { close(release) })
+	holder.MustSubscribe(t, 2, "a/#")
+	pubs := []*mqtttest.Client{f.mustConnect("pub1").Client, f.mustConnect("pub2").Client}
+	var want [2][]string
+	publish := func(phase string, n int) {
+		for i := range n {
+			for j, pc := range pubs {
+				m := fmt.Sprintf("pub%d %s %03d", j+1, phase, i)
+				pc.MustPublish(t, "a/x", m, byte(1+i%2), false)
+				want[j] = append(want[j], m)
+			}
+		}
+	}
+	publish("online", 30)
+	waitFor(t, testtool.Timeout, "the held messages queued", func() bool { return b.Stats().QueuedBytes > 0 })
+	holder.Drop()
+	waitFor(t, testtool.Timeout, "the subscriber gone", func() bool { return b.Stats().Clients == 2 })
+	publish("offline", 10)
+
+	crash := filepath.Join(t.TempDir(), "crashed.db")
+	if err := b.store.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(crash, 0o600) }); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b = f.mustStartPersistent(g, Persistence{Path: crash})
+	defer b.Close()
+	resumed, present := f.connectSession("sub", false)
+	if !present {
+		t.Fatalf("CONNACK session present = false after the crash; want the stored session")
+	}
+	counts := map[string]int{}
+	var got [2][]string
+	for total := len(want[0]) + len(want[1]); len(got[0])+len(got[1]) < total; {
+		m, ok := resumed.TryNext(testtool.Timeout)
+		if !ok {
+			t.Fatalf("after the crash the subscriber received %d of %d messages: %q", len(got[0])+len(got[1]), total, got)
+		}
+		if counts[m.Payload]++; counts[m.Payload] == 1 {
+			j := int(m.Payload[3] - '1')
+			got[j] = append(got[j], m.Payload)
+		} else if m.QoS == 2 {
+			t.Errorf("QoS 2 message %q received twice", m.Payload)
+		}
+	}
+	for j := range want {
+		if strings.Join(got[j], ",") != strings.Join(want[j], ",") {
+			t.Errorf("pub%d's messages arrived as\n%q\nwant, in the order published,\n%q", j+1, got[j], want[j])
+		}
+	}
+}

@@ -42,6 +42,15 @@ import (
 // stores); a queue that still holds messages when its subscriber
 // disconnects keeps them, in order, for the next connection of a
 // persistent session.
+//
+// For a session the store keeps (persist.go), every QoS 1/2 message put
+// in its queue is stored with it (storeQueued) before it can leave the
+// queue, and its record is replaced by the inflight record in one write
+// when it is sent; a message dropped from the queue is unstored. A crash
+// thus loses no acknowledged message of a persistent session, whether it
+// waited in the queue of a connected subscriber or of one that went
+// offline; restore puts such messages back in the queue, in order.
+// Sessions that are not stored cost nothing more.
 
 // writeBatch is how many bytes of queued packets one write may carry.
 const writeBatch = 32 << 10
@@ -58,6 +67,12 @@ const lingerTime = 5 * time.Millisecond
 // without being woken (an acknowledgement normally wakes it).
 const retryInterval = time.Second
 
+// gatherTime is how long a writer woken by the first acknowledgement after
+// its window was full waits for more, unless an eighth of the window is
+// free sooner: a subscriber working through a full window then gets its
+// messages in batches rather than one write per acknowledgement.
+const gatherTime = 2 * time.Millisecond
+
 // queued is one message in a subscriber's queue. msg is shared by every
 // subscriber of the message and never modified.
 type queued struct {
@@ -68,7 +83,10 @@ type queued struct {
 	fwdRetained, retainAsPublished bool
 	ids                            []int // subscription identifiers
 	size                           int64
-	dead                           bool // dropped to make room
+	// key is the message's record in the session store (storeQueued),
+	// 0 when it has none.
+	key  uint64
+	dead bool // dropped to make room
 }
 
 // subQueue is one subscriber's queue.
@@ -89,11 +107,19 @@ type subQueue struct {
 	connecting bool
 	entries    []queued // entries[head:] are queued, oldest first
 	head       int
-	live       int           // entries not dead
-	qos0       int           // live QoS 0 entries
-	bytes      int64         // size of the live entries
-	running    bool          // a writer goroutine serves the queue
-	wake       chan struct{} // wakes the writer: set at creation, never changed
+	live       int   // entries not dead
+	qos0       int   // live QoS 0 entries
+	bytes      int64 // size of the live entries
+	running    bool  // a writer goroutine serves the queue
+	// idle is set while the writer waits for messages: only then does a
+	// new message wake it.
+	idle bool
+	wake chan struct{} // wakes the writer: set at creation, never changed
+	// needAck is set while the writer waits for room in its window: only
+	// then does an acknowledgement wake it, once the connection has at
+	// most wakeAt messages unacknowledged.
+	needAck atomic.Bool
+	wakeAt  atomic.Int32
 }
 
 // queues holds every subscriber's queue and the broker-wide accounting.
@@ -157,29 +183,50 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 		}
 		slices.Sort(e.ids)
 	}
-	lim := &qs.b.limits
+	// A stored session's copy is encoded here, off q.mu, and submitted
+	// below, before the entry can leave the queue.
+	var rec *op
+	if e.qos > 0 {
+		rec = qs.b.queuedRecord(id, &e)
+	}
 	q.mu.Lock()
 	if q.cl == nil && q.live == 0 && !q.connecting {
 		q.mu.Unlock()
 		return false
 	}
-	var dropped *queued
-	for q.live > 0 && (q.live >= lim.QueueMessages || q.bytes+e.size > lim.QueueBytes ||
-		qs.bytes.Load()+e.size > lim.TotalQueueBytes) {
-		if q.qos0 == 0 || !q.evictOldestQoS0(qs) {
-			dropped = &e
-			break
-		}
-		qs.b.drops.add(q.id, "queue full: oldest QoS 0 message dropped", msg.TopicName, 0)
-	}
-	if dropped == nil && q.live == 0 && qs.bytes.Load()+e.size > lim.TotalQueueBytes {
-		dropped = &e
-	}
-	if dropped != nil {
+	if !q.admitLocked(qs, e.size, msg.TopicName) {
 		q.mu.Unlock()
 		qs.b.drops.add(q.id, "queue full: message dropped", msg.TopicName, e.qos)
 		return true
 	}
+	if rec != nil {
+		// Ordered before the publish's pending record is deleted
+		// (persistHook.OnPublished) and before the writer's replacement
+		// of this record by an inflight one.
+		qs.b.submitQueued(*rec)
+	}
+	q.pushLocked(qs, e)
+	q.kickLocked(qs)
+	q.mu.Unlock()
+	return true
+}
+
+// admitLocked makes room for an entry of size bytes, dropping the oldest
+// QoS 0 entries as needed; false when there is none to drop. q.mu is held.
+func (q *subQueue) admitLocked(qs *queues, size int64, topic string) bool {
+	lim := &qs.b.limits
+	for q.live > 0 && (q.live >= lim.QueueMessages || q.bytes+size > lim.QueueBytes ||
+		qs.bytes.Load()+size > lim.TotalQueueBytes) {
+		if q.qos0 == 0 || !q.evictOldestQoS0(qs) {
+			return false
+		}
+		qs.b.drops.add(q.id, "queue full: oldest QoS 0 message dropped", topic, 0)
+	}
+	return q.live > 0 || qs.bytes.Load()+size <= lim.TotalQueueBytes
+}
+
+// pushLocked appends e; q.mu is held.
+func (q *subQueue) pushLocked(qs *queues, e queued) {
 	q.entries = append(q.entries, e)
 	q.live++
 	if e.qos == 0 {
@@ -187,9 +234,37 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 	}
 	q.bytes += e.size
 	qs.bytes.Add(e.size)
-	q.kickLocked(qs)
-	q.mu.Unlock()
+}
+
+// restored puts a message read from the session store at the end of id's
+// queue, which no connection serves yet; false when the queue is full.
+func (qs *queues) restored(id string, e queued) bool {
+	q := qs.getOrCreate(id)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.admitLocked(qs, e.size, e.msg.TopicName) {
+		return false
+	}
+	q.pushLocked(qs, e)
 	return true
+}
+
+// holds reports whether id's queue holds a message like pk (same origin,
+// topic, creation time and payload).
+func (qs *queues) holds(id string, pk packets.Packet) bool {
+	q := qs.get(id)
+	if q == nil {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := q.head; i < len(q.entries); i++ {
+		if m := q.entries[i].msg; !q.entries[i].dead && m.Origin == pk.Origin && m.TopicName == pk.TopicName &&
+			m.Created == pk.Created && string(m.Payload) == string(pk.Payload) {
+			return true
+		}
+	}
+	return false
 }
 
 // evictOldestQoS0 drops the oldest live QoS 0 entry; q.mu is held.
@@ -209,20 +284,29 @@ func (q *subQueue) evictOldestQoS0(qs *queues) bool {
 	return false
 }
 
-// kickLocked starts the writer, or wakes it; q.mu is held.
+// kickLocked starts the writer, or wakes it if it waits for messages;
+// q.mu is held.
 func (q *subQueue) kickLocked(qs *queues) {
 	if q.cl == nil || q.live == 0 {
 		return
 	}
 	if q.running {
-		select {
-		case q.wake <- struct{}{}:
-		default:
+		if q.idle {
+			q.idle = false
+			q.signal()
 		}
 		return
 	}
 	q.running = true
 	go qs.write(q, q.cl)
+}
+
+// signal wakes the writer, whatever it waits for.
+func (q *subQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 // pop removes the oldest entry; q.mu is held and q.live > 0.
@@ -341,7 +425,16 @@ func (qs *queues) write(q *subQueue, cl *mqtt.Client) {
 			return // take ended the writer
 		}
 		batch = batch[:0]
-		wait(retryInterval)
+		if wait(retryInterval) && window >= 8 {
+			// Woken by an acknowledgement: gather more before sending.
+			threshold := window - window/8
+			q.wakeAt.Store(int32(threshold))
+			q.needAck.Store(true)
+			if cl.State.Inflight.Len() > threshold {
+				wait(gatherTime)
+			}
+			q.needAck.Store(false)
+		}
 	}
 }
 
@@ -359,6 +452,7 @@ func (qs *queues) take(q *subQueue, cl *mqtt.Client, window int, buf *bytes.Buff
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
 	q.mu.Lock()
+	q.idle = false
 	batch = batch[:0]
 	var size int64
 	inflight := -1
@@ -369,7 +463,14 @@ func (qs *queues) take(q *subQueue, cl *mqtt.Client, window int, buf *bytes.Buff
 				inflight = cl.State.Inflight.Len()
 			}
 			if inflight >= window {
-				break
+				// Ask for a wake-up first, then look again: an
+				// acknowledgement in between sees the request.
+				q.wakeAt.Store(int32(window - 1))
+				q.needAck.Store(true)
+				if inflight = cl.State.Inflight.Len(); inflight >= window {
+					break
+				}
+				q.needAck.Store(false)
 			}
 			inflight++
 		}
@@ -384,6 +485,7 @@ func (qs *queues) take(q *subQueue, cl *mqtt.Client, window int, buf *bytes.Buff
 				return 0, true, false, batch
 			}
 			if linger {
+				q.idle = true
 				return 0, false, true, batch
 			}
 		}
@@ -394,8 +496,9 @@ func (qs *queues) take(q *subQueue, cl *mqtt.Client, window int, buf *bytes.Buff
 		return 0, false, false, batch
 	}
 	q.mu.Unlock()
+	now := time.Now().Unix()
 	for i := range batch {
-		if qs.encode(cl, batch[i], buf) {
+		if qs.encode(cl, batch[i], buf, now) {
 			n++
 		}
 		batch[i] = queued{}
@@ -406,7 +509,7 @@ func (qs *queues) take(q *subQueue, cl *mqtt.Client, window int, buf *bytes.Buff
 // encode appends e's PUBLISH for cl to buf, as mochi's own delivery would
 // build it, and makes a QoS 1/2 message one of cl's inflight messages. It
 // returns false for a message it drops: expired, or larger than cl takes.
-func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer) bool {
+func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer, now int64) bool {
 	srv := qs.b.srv
 	out := *e.msg // shallow: fields are replaced below, never modified in place
 	out.FixedHeader.Qos = e.qos
@@ -416,10 +519,10 @@ func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer) bool {
 	if len(e.ids) > 0 {
 		out.Properties.SubscriptionIdentifier = e.ids
 	}
-	now := time.Now().Unix()
 	if out.Expiry > 0 {
 		if out.Expiry < now {
 			qs.b.log.Debug("queued message expired before delivery", "client", cl.ID, "topic", out.TopicName)
+			qs.b.unstoreQueued(cl.ID, e.key)
 			return false
 		}
 		out.Properties.MessageExpiryInterval = uint32(max(out.Expiry-now, 1))
@@ -428,6 +531,7 @@ func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer) bool {
 		id, err := cl.NextPacketID()
 		if err != nil {
 			qs.b.drops.add(cl.ID, "no packet ID free", out.TopicName, out.FixedHeader.Qos)
+			qs.b.unstoreQueued(cl.ID, e.key)
 			return false
 		}
 		out.PacketID = uint16(id)
@@ -437,6 +541,9 @@ func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer) bool {
 	wire := out
 	wire.ProtocolVersion = cl.Properties.ProtocolVersion
 	wire.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	// As mochi's WritePacket: response topic and correlation data go out.
+	wire.Mods.AllowResponseInfo = true
+	wire.Mods.DisallowProblemInfo = cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0
 	if cl.Properties.Props.TopicAliasMaximum > 0 {
 		alias, exists := cl.State.TopicAliases.Outbound.Set(out.TopicName)
 		if alias > 0 {
@@ -447,15 +554,24 @@ func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer) bool {
 		}
 	}
 	start := buf.Len()
-	if err := wire.PublishEncode(buf); err != nil || (wire.Mods.MaxSize > 0 && uint32(buf.Len()-start) > wire.Mods.MaxSize) {
+	var err error
+	if p, ok := appendPublish(buf.AvailableBuffer(), &wire); ok {
+		buf.Write(p)
+	} else {
+		err = wire.PublishEncode(buf)
+	}
+	if err != nil || (wire.Mods.MaxSize > 0 && uint32(buf.Len()-start) > wire.Mods.MaxSize) {
 		buf.Truncate(start)
 		qs.b.drops.add(cl.ID, "message larger than the client's maximum packet size", out.TopicName, out.FixedHeader.Qos)
+		qs.b.unstoreQueued(cl.ID, e.key)
 		return false
 	}
 	if out.FixedHeader.Qos > 0 {
 		if cl.State.Inflight.Set(out) {
 			atomic.AddInt64(&srv.Info.Inflight, 1)
-			qs.b.queuedForSession(cl, out)
+			qs.b.queuedForSession(cl, out, e.key)
+		} else {
+			qs.b.unstoreQueued(cl.ID, e.key)
 		}
 		cl.State.Inflight.DecreaseSendQuota()
 	}
@@ -465,12 +581,21 @@ func (qs *queues) encode(cl *mqtt.Client, e queued, buf *bytes.Buffer) bool {
 // send writes n encoded packets to cl in one write, serialised with
 // mochi's own writes by the client's lock.
 func (qs *queues) send(cl *mqtt.Client, p []byte, n int) error {
+	cc := corkOf(cl)
 	cl.Lock()
 	var err error
 	if cl.Closed() || cl.Net.Conn == nil {
 		err = mqtt.ErrConnectionClosed
 	} else {
+		// Deliveries are never held back (cork.go); acknowledgements held
+		// go out first, in the same write.
+		if cc != nil {
+			cc.bypass.Add(1)
+		}
 		_, err = cl.Net.Conn.Write(p)
+		if cc != nil {
+			cc.bypass.Add(-1)
+		}
 	}
 	cl.Unlock()
 	if err != nil {
@@ -489,6 +614,9 @@ func (qs *queues) attach(cl *mqtt.Client) {
 	q := qs.getOrCreate(cl.ID)
 	q.mu.Lock()
 	q.cl, q.connecting = cl, false
+	if q.running {
+		q.signal() // the writer of the old connection hands over
+	}
 	q.kickLocked(qs)
 	q.mu.Unlock()
 }
@@ -527,10 +655,7 @@ func (qs *queues) disconnected(cl *mqtt.Client, expire bool) {
 		qs.m.CompareAndDelete(cl.ID, q)
 	}
 	if q.running {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.signal()
 	}
 	q.mu.Unlock()
 }
@@ -548,15 +673,12 @@ func (qs *queues) forget(id string) {
 	q.mu.Unlock()
 }
 
-// acked wakes cl's writer: an acknowledgement may have made room.
+// acked wakes cl's writer if it waits for room in its window, which an
+// acknowledgement may have made.
 func (qs *queues) acked(cl *mqtt.Client) {
-	q := qs.get(cl.ID)
-	if q == nil {
-		return
-	}
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if q := qs.get(cl.ID); q != nil && q.needAck.Load() && cl.State.Inflight.Len() <= int(q.wakeAt.Load()) &&
+		q.needAck.CompareAndSwap(true, false) {
+		q.signal()
 	}
 }
 
@@ -580,6 +702,7 @@ func (qs *queues) purge(id string, keep func(*packets.Packet) bool) {
 		}
 		q.bytes -= e.size
 		qs.bytes.Add(-e.size)
+		qs.b.unstoreQueued(id, e.key)
 	}
 	q.mu.Unlock()
 }
@@ -615,7 +738,7 @@ func (h *queueHook) ID() string { return "ggcore-queues" }
 func (h *queueHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
-		mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnPublishDropped:
+		mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnPublishDropped:
 		return true
 	}
 	return false
@@ -636,6 +759,18 @@ func (h *queueHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 }
 
 func (h *queueHook) OnClientExpired(cl *mqtt.Client) { h.qs.forget(cl.ID) }
+
+// OnPacketRead holds back the acknowledgement mochi is about to write
+// for pk until the connection's reader waits for input (cork.go), so
+// that the acknowledgements of packets read together go out together.
+func (h *queueHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if acknowledged(&pk) {
+		if cc := corkOf(cl); cc != nil {
+			cc.corked.Store(true)
+		}
+	}
+	return pk, nil
+}
 
 func (h *queueHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
 	switch pk.FixedHeader.Type {
@@ -659,10 +794,11 @@ func (h *queueHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 }
 
 // queuedForSession tells the session store about a message that became
-// one of cl's inflight messages, as mochi's own delivery does.
-func (b *Broker) queuedForSession(cl *mqtt.Client, pk packets.Packet) {
+// one of cl's inflight messages, as mochi's own delivery does; key is its
+// record as a queued message (0: none), replaced in the same write.
+func (b *Broker) queuedForSession(cl *mqtt.Client, pk packets.Packet, key uint64) {
 	if b.store != nil {
-		(&persistHook{b: b, s: b.store}).OnQosPublish(cl, pk, pk.Created, 0)
+		b.sentFromQueue(cl, pk, key)
 	}
 }
 

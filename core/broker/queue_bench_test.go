@@ -9,9 +9,13 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+
+	"github.com/ggcore/ggcore/core/router"
 )
 
 // rawConnect opens a TLS connection as name and completes CONNECT with
@@ -109,4 +113,133 @@ func BenchmarkFanIn(b *testing.B) {
 	}
 	b.StopTimer()
 	wg.Wait()
+}
+
+// BenchmarkQoS1 measures QoS 1 delivery through the broker as ggbench
+// drives it: publishers that keep up to 16 PUBLISHes unacknowledged,
+// subscribers that acknowledge each message as it arrives (one write per
+// PUBACK, as paho does). b.N is the number of deliveries.
+func BenchmarkQoS1(b *testing.B) {
+	for _, sc := range []struct {
+		name       string
+		pubs, subs int
+	}{{"fanin", 4, 1}, {"fanout", 1, 4}, {"mesh", 4, 4}} {
+		b.Run(sc.name, func(b *testing.B) { benchQoS1(b, sc.pubs, sc.subs) })
+	}
+}
+
+func benchQoS1(b *testing.B, pubs, subs int) {
+	const window = 16
+	var names []string
+	var routes []router.Subscription
+	for i := range pubs {
+		names = append(names, fmt.Sprintf("pub%d", i))
+		for j := range subs {
+			routes = append(routes, sub(fmt.Sprintf("s%d-%d", i, j), fmt.Sprintf("pub%d", i), fmt.Sprintf("bench/pub%d/#", i), fmt.Sprintf("sub%d", j)))
+		}
+	}
+	for j := range subs {
+		names = append(names, fmt.Sprintf("sub%d", j))
+	}
+	f := newTestFleet(&testing.T{}, names...)
+	f.start(f.group(routes...))
+	defer f.broker.Close()
+	per := b.N/(pubs*subs) + 1
+	want := int64(per * pubs * subs)
+	var got atomic.Int64
+	done := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for j := range subs {
+		c := f.rawConnect(b, fmt.Sprintf("sub%d", j))
+		defer c.Close()
+		s := packets.NewControlPacket(packets.SUBSCRIBE).Content.(*packets.Subscribe)
+		s.PacketID = 1
+		s.Subscriptions = []packets.SubOptions{{Topic: "bench/#", QoS: 1}}
+		if _, err := s.WriteTo(c); err != nil {
+			b.Fatal(err)
+		}
+		r := bufio.NewReaderSize(c, 64<<10)
+		if p, err := packets.ReadPacket(r); err != nil || p.Type != packets.SUBACK {
+			b.Fatalf("suback: %v %v", p, err)
+		}
+		wg.Go(func() {
+			ack := packets.NewControlPacket(packets.PUBACK).Content.(*packets.Puback)
+			var buf bytes.Buffer
+			for {
+				p, err := packets.ReadPacket(r)
+				if err != nil {
+					return
+				}
+				if p.Type != packets.PUBLISH {
+					continue
+				}
+				ack.PacketID = p.Content.(*packets.Publish).PacketID
+				buf.Reset()
+				_, _ = ack.WriteTo(&buf)
+				if _, err := c.Write(buf.Bytes()); err != nil {
+					return
+				}
+				if got.Add(1) == want {
+					once.Do(func() { close(done) })
+				}
+			}
+		})
+	}
+	b.SetBytes(256)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := range pubs {
+		c := f.rawConnect(b, fmt.Sprintf("pub%d", i))
+		defer c.Close()
+		credit := make(chan struct{}, window)
+		for range window {
+			credit <- struct{}{}
+		}
+		go func() {
+			r := bufio.NewReader(c)
+			for {
+				p, err := packets.ReadPacket(r)
+				if err != nil {
+					return
+				}
+				if p.Type == packets.PUBACK {
+					credit <- struct{}{}
+				}
+			}
+		}()
+		go func() {
+			p := packets.NewControlPacket(packets.PUBLISH).Content.(*packets.Publish)
+			p.Topic, p.QoS, p.Payload = fmt.Sprintf("bench/pub%d/data", i), 1, make([]byte, 256)
+			var buf bytes.Buffer
+			for n := range per {
+				<-credit
+				p.PacketID = uint16(n%60000 + 1)
+				buf.Reset()
+				_, _ = p.WriteTo(&buf)
+				if _, err := c.Write(buf.Bytes()); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("%d of %d delivered", got.Load(), want)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(want)/b.Elapsed().Seconds(), "msgs/s")
+	// On a shared machine the rate varies with the other load; the CPU
+	// time the process (broker and clients) spent per delivery does less.
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(want), "cpu-ns/msg")
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

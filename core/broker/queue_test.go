@@ -123,8 +123,9 @@ func TestStalledSubscriberLosesOnlyItsOwnMessages(t *testing.T) {
 
 // A queued message reaches an MQTT 5 subscriber as mochi's own delivery
 // would build it: its subscription identifier, the retain flag kept for
-// Retain As Published, the remaining message expiry, and a topic alias
-// (the topic itself only the first time).
+// Retain As Published, the remaining message expiry, the response topic
+// and correlation data of a request, and a topic alias (the topic itself
+// only the first time).
 func TestQueuedDeliveryKeepsMQTT5Properties(t *testing.T) {
 	f := newTestFleet(t, "pub", "sub")
 	f.start(f.group(sub("s1", "pub", "t/#", "sub")))
@@ -140,11 +141,22 @@ func TestQueuedDeliveryKeepsMQTT5Properties(t *testing.T) {
 	if p, err := packets.ReadPacket(conn); err != nil || p.Type != packets.SUBACK {
 		t.Fatalf("suback: %v %v", p, err)
 	}
+	// mochi looks up the retained messages for a new subscription after it
+	// wrote the SUBACK; a retained message published in between would come
+	// twice (live and as a replay). The broker reads a connection's
+	// packets in order, so a PINGRESP means that lookup is over.
+	ping := packets.NewControlPacket(packets.PINGREQ).Content.(*packets.Pingreq)
+	if _, err := ping.WriteTo(conn); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := packets.ReadPacket(conn); err != nil || p.Type != packets.PINGRESP {
+		t.Fatalf("pingresp: %v %v", p, err)
+	}
 	publisher := f.mustConnect("pub")
 	for i := range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), testtool.Timeout)
 		_, err := publisher.Paho.Publish(ctx, &paho.Publish{Topic: "t/x", QoS: 1, Retain: i == 0, Payload: []byte{byte(i)},
-			Properties: &paho.PublishProperties{MessageExpiry: new(uint32(60))}})
+			Properties: &paho.PublishProperties{MessageExpiry: new(uint32(60)), ResponseTopic: "reply/pub", CorrelationData: []byte{byte(i), 7}}})
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -160,7 +172,8 @@ func TestQueuedDeliveryKeepsMQTT5Properties(t *testing.T) {
 		p := cp.Content.(*packets.Publish)
 		pr := p.Properties
 		if pr == nil || pr.SubscriptionIdentifier == nil || *pr.SubscriptionIdentifier != 7 || pr.TopicAlias == nil ||
-			pr.MessageExpiry == nil || *pr.MessageExpiry > 60 || *pr.MessageExpiry < 50 || p.Retain != (i == 0) || p.QoS != 1 {
+			pr.MessageExpiry == nil || *pr.MessageExpiry > 60 || *pr.MessageExpiry < 50 || p.Retain != (i == 0) || p.QoS != 1 ||
+			pr.ResponseTopic != "reply/pub" || string(pr.CorrelationData) != string([]byte{byte(i), 7}) {
 			t.Fatalf("message %d: %+v properties %+v", i, p, pr)
 		}
 		if want := map[int]string{0: "t/x", 1: ""}[i]; p.Topic != want {

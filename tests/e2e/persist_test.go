@@ -161,6 +161,82 @@ func TestSessionsSurviveSIGKILL(t *testing.T) {
 	}
 }
 
+// A persistent device that is connected but holds its acknowledgements
+// has, beyond its window, messages waiting in the broker's queue for it;
+// once it drops off, more wait there for its return. Every one was
+// acknowledged to its publisher, so SIGKILL must lose none: the device
+// resumes its session and gets every message, in order per publisher,
+// QoS 2 exactly once.
+func TestConnectedSessionQueueSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "dev1", "dev2", "dev3")
+	f.setRoutes(t, route{"dev1", "a/#", "dev3"}, route{"dev2", "a/#", "dev3"})
+	core := startCore(t, f)
+
+	expiry, window := uint32(300), uint16(4)
+	holder, ca, err := f.dial5With(t, f.clientTLS(t, f.identity("dev3").tlsCertificate(t)), &paho.Connect{
+		ClientID: "dev3", CleanStart: true, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, ReceiveMaximum: &window},
+	})
+	if err != nil {
+		t.Fatalf("dev3 connect: %v (CONNACK %s)", err, mqtttest.ConnackCode(ca))
+	}
+	release := make(chan struct{})
+	holder.Paho.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) { <-release; return true, nil })
+	t.Cleanup(func() { close(release) })
+	holder.MustSubscribe(t, 2, "a/#")
+
+	pubs := []*mqtttest.Client{f.connect5(t, "dev1"), f.connect5(t, "dev2")}
+	var want [2][]string
+	publish := func(phase string, n int) {
+		for i := range n {
+			for j, p := range pubs {
+				m := fmt.Sprintf("dev%d %s %03d", j+1, phase, i)
+				p.MustPublish(t, "a/x", m, byte(1+i%2), false)
+				want[j] = append(want[j], m)
+			}
+		}
+	}
+	// The device takes 4, the rest wait in its queue.
+	publish("held", 40)
+	// Then it loses its network (the broker notices when it reads EOF).
+	holder.Drop()
+	publish("dropped", 10)
+	core.kill(t)
+
+	startCore(t, f)
+	dev3, present := f.connectSession(t, "dev3", false)
+	if !present {
+		t.Errorf("dev3: CONNACK session present = false after SIGKILL; want its stored session")
+	}
+	all := append(append([]string(nil), want[0]...), want[1]...)
+	counts, order := received(t, dev3, all)
+	for j := range want {
+		var got []string
+		for _, p := range order {
+			if strings.HasPrefix(p, fmt.Sprintf("dev%d ", j+1)) {
+				got = append(got, p)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(want[j], ",") {
+			t.Errorf("dev%d's messages reached dev3 as\n%q\nwant every one, in the order published:\n%q", j+1, got, want[j])
+		}
+	}
+	for p, c := range counts {
+		if c != 1 && qosOf(p) == 2 {
+			t.Errorf("dev3 received QoS 2 message %q %d times; want exactly once", p, c)
+		}
+	}
+}
+
+// qosOf is the QoS TestConnectedSessionQueueSurvivesSIGKILL published
+// payload p with: 1 for even sequence numbers, 2 for odd ones.
+func qosOf(p string) byte {
+	var n int
+	fmt.Sscanf(p[strings.LastIndexByte(p, ' ')+1:], "%d", &n)
+	return byte(1 + n%2)
+}
+
 // A session store that cannot be read whole stops the core with a message
 // that names the file and what to do; it never starts half-loaded.
 func TestCorruptSessionStoreRefused(t *testing.T) {

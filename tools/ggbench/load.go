@@ -71,10 +71,23 @@ type result struct {
 	Window  int    // effective QoS 1 window
 	TLS     string // negotiated by the first client
 	Errors  []string
+	// BrokerCPU is the CPU time (user and system) the broker process
+	// used during the run, connecting and subscribing included; 0 when
+	// unknown.
+	BrokerCPU time.Duration
 }
 
 // Lost is how many expected deliveries never arrived.
 func (r result) Lost() int64 { return r.Expected - r.Unique }
+
+// CPUPerDelivery is the broker's CPU time per delivery, 0 when unknown.
+// It depends less than the rate on what else the machine runs.
+func (r result) CPUPerDelivery() time.Duration {
+	if n := r.Received - r.Stray; n > 0 {
+		return r.BrokerCPU / time.Duration(n)
+	}
+	return 0
+}
 
 // Duplicates is how many deliveries were repeats.
 func (r result) Duplicates() int64 { return r.Received - r.Unique - r.Stray }

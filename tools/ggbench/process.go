@@ -108,6 +108,41 @@ func (p *process) copyLines(r io.Reader, w io.Writer, watch func(string)) {
 // PID is the child's process ID.
 func (p *process) PID() int { return p.cmd.Process.Pid }
 
+// clockTick is the unit of the CPU times in /proc/PID/stat (USER_HZ,
+// 100 on every Linux architecture Go supports).
+const clockTick = 10 * time.Millisecond
+
+// cpuTime is the CPU time (user and system) the process has used so far,
+// from /proc/PID/stat; false when it cannot be read.
+func (p *process) cpuTime() (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID()))
+	if err != nil {
+		return 0, false
+	}
+	d := parseCPUTime(string(b))
+	return d, d >= 0
+}
+
+// parseCPUTime reads utime and stime (fields 14 and 15) from the text of
+// /proc/PID/stat, -1 when it cannot; the command name (field 2) may hold
+// spaces and parentheses, so fields are counted after its last ')'.
+func parseCPUTime(stat string) time.Duration {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3, the state
+	if len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(utime+stime) * clockTick
+}
+
 // exited reports whether the process has ended.
 func (p *process) exited() bool {
 	select {

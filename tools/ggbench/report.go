@@ -15,8 +15,9 @@ type report struct {
 	Soak    []soakResult
 }
 
-// markdown renders the report: the throughput/latency table, the
-// ggcore/mosquitto ratios, and the memory table.
+// markdown renders the report: the throughput/latency table (with each
+// broker's CPU time per delivery), the ggcore/mosquitto and ggcore/mochi
+// ratios, and the memory table.
 func (r report) markdown() string {
 	var b strings.Builder
 	b.WriteString("## ggbench\n\n")
@@ -28,10 +29,11 @@ func (r report) markdown() string {
 	}
 
 	if len(r.Results) > 0 {
-		t := table{header: []string{"broker", "scenario", "QoS", "msgs/s", "p50", "p99", "lost"}}
+		t := table{header: []string{"broker", "scenario", "QoS", "msgs/s", "p50", "p99", "lost", "CPU/msg"}}
 		for _, res := range r.Results {
 			t.add(res.Broker, res.Scenario, fmt.Sprint(res.QoS), fmt.Sprintf("%.0f", res.Rate()),
-				formatLatency(res.Latency.P50), formatLatency(res.Latency.P99), formatLost(res.Lost(), res.Expected))
+				formatLatency(res.Latency.P50), formatLatency(res.Latency.P99), formatLost(res.Lost(), res.Expected),
+				formatCPU(res.CPUPerDelivery()))
 		}
 		b.WriteString(t.String())
 		var remarks []string
@@ -47,15 +49,15 @@ func (r report) markdown() string {
 
 	for _, base := range []string{"mosquitto", "mochi"} {
 		if ratios := ratioTable(r.Results, base); ratios != "" {
-			fmt.Fprintf(&b, "\nggcore ÷ %s (throughput above 1 and p99 below 1 favour ggcore):\n\n", base)
+			fmt.Fprintf(&b, "\nggcore ÷ %s (throughput above 1, p99 and CPU per message below 1 favour ggcore):\n\n", base)
 			b.WriteString(ratios)
 		}
 	}
 
 	if len(r.Memory) > 0 {
-		t := table{header: []string{"broker", "state", "VmRSS", "VmHWM"}}
+		t := table{header: []string{"broker", "state", "VmRSS", "VmHWM", "RssAnon", "RssFile"}}
 		for _, m := range r.Memory {
-			t.add(m.Broker, m.State, formatMiB(m.Mem.RSS), formatMiB(m.Mem.Peak))
+			t.add(m.Broker, m.State, formatMiB(m.Mem.RSS), formatMiB(m.Mem.Peak), formatMiB(m.Mem.Anon), formatMiB(m.Mem.File))
 		}
 		b.WriteString("\n")
 		b.WriteString(t.String())
@@ -117,14 +119,15 @@ func ratioTable(results []result, baseBroker string) string {
 			base[key{r.Scenario, r.QoS}] = r
 		}
 	}
-	t := table{header: []string{"scenario", "QoS", "msgs/s ratio", "p99 ratio"}}
+	t := table{header: []string{"scenario", "QoS", "msgs/s ratio", "p99 ratio", "CPU/msg ratio"}}
 	for _, r := range results {
 		m, ok := base[key{r.Scenario, r.QoS}]
 		if r.Broker != "ggcore" || !ok {
 			continue
 		}
 		t.add(r.Scenario, fmt.Sprint(r.QoS), formatRatio(r.Rate(), m.Rate()),
-			formatRatio(float64(r.Latency.P99), float64(m.Latency.P99)))
+			formatRatio(float64(r.Latency.P99), float64(m.Latency.P99)),
+			formatRatio(float64(r.CPUPerDelivery()), float64(m.CPUPerDelivery())))
 	}
 	if len(t.rows) == 0 {
 		return ""
@@ -203,6 +206,15 @@ func formatLatency(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2f s", ms/1000)
 	}
+}
+
+// formatCPU prints a broker's CPU time per delivery in microseconds, "-"
+// when unknown.
+func formatCPU(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
 }
 
 // formatLost prints lost deliveries with their share of the expected.

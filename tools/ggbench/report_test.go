@@ -44,7 +44,8 @@ func TestFormatters(t *testing.T) {
 func TestReportMarkdown(t *testing.T) {
 	res := func(broker string, qos byte, received, unique int64, elapsed time.Duration, p99 time.Duration) result {
 		return result{Broker: broker, Scenario: "mesh", QoS: qos, Expected: 1000, Received: received,
-			Unique: unique, Elapsed: elapsed, Latency: latencySummary{P50: time.Millisecond, P99: p99}}
+			Unique: unique, Elapsed: elapsed, Latency: latencySummary{P50: time.Millisecond, P99: p99},
+			BrokerCPU: time.Duration(received) * 10 * time.Microsecond}
 	}
 	r := report{
 		Notes: []string{"command: ggbench --messages 250"},
@@ -57,11 +58,11 @@ func TestReportMarkdown(t *testing.T) {
 	md := r.markdown()
 	for _, want := range []string{
 		"- command: ggbench --messages 250\n",
-		"| broker    | scenario | QoS | msgs/s |     p50 |     p99 |       lost |",
-		"| mosquitto | mesh     |   1 |   1000 | 1.00 ms | 4.00 ms |          0 |",
-		"| ggcore    | mesh     |   1 |   1980 | 1.00 ms | 2.00 ms | 10 (1.00%) |",
+		"| broker    | scenario | QoS | msgs/s |     p50 |     p99 |       lost | CPU/msg |",
+		"| mosquitto | mesh     |   1 |   1000 | 1.00 ms | 4.00 ms |          0 | 10.0 µs |",
+		"| ggcore    | mesh     |   1 |   1980 | 1.00 ms | 2.00 ms | 10 (1.00%) | 10.0 µs |",
 		"\n- ggcore mesh QoS 1: 10 deliveries lost although the broker acknowledged every PUBLISH",
-		"| mesh     |   1 |         1.98 |      0.50 |", // ratio row: 1980/1000, 2 ms/4 ms
+		"| mesh     |   1 |         1.98 |      0.50 |          1.00 |", // ratio row: 1980/1000, 2 ms/4 ms, 10 µs/10 µs
 		"| ggcore | 1000 connected | 64.0 MiB | 70.0 MiB |",
 	} {
 		if !strings.Contains(md, want) {
@@ -90,5 +91,16 @@ func TestResultAccounting(t *testing.T) {
 	}
 	if got := (result{Received: 5}).Rate(); got != 0 {
 		t.Errorf("Rate without elapsed time = %v, want 0", got)
+	}
+}
+
+func TestParseCPUTime(t *testing.T) {
+	// A command name with a space and a parenthesis; utime 250, stime 50.
+	stat := "4242 (gg core) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0 0"
+	if got := parseCPUTime(stat); got != 3*time.Second {
+		t.Errorf("parseCPUTime = %v, want 3s", got)
+	}
+	if got := parseCPUTime("garbage"); got != -1 {
+		t.Errorf("parseCPUTime of garbage = %v, want -1", got)
 	}
 }

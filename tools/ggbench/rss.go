@@ -17,9 +17,15 @@ import (
 type memory struct {
 	RSS  int64 // VmRSS: resident now
 	Peak int64 // VmHWM: highest resident so far
+	// Anon and File split RSS: RssAnon is the process's own memory (heap,
+	// stacks), RssFile the pages of its executable and libraries it has
+	// mapped, clean page cache the kernel can share and reclaim. Zero
+	// when the kernel does not report them.
+	Anon, File int64
 }
 
-// readMemory reads VmRSS and VmHWM from /proc/<pid>/status.
+// readMemory reads VmRSS, VmHWM, RssAnon and RssFile from
+// /proc/<pid>/status.
 func readMemory(pid int) (memory, error) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
 	f, err := os.Open(path)
@@ -35,14 +41,25 @@ func readMemory(pid int) (memory, error) {
 }
 
 // parseStatus reads the VmRSS and VmHWM lines ("VmRSS:   1234 kB") of a
-// /proc/<pid>/status file.
+// /proc/<pid>/status file, and the RssAnon and RssFile lines if present.
 func parseStatus(r io.Reader) (memory, error) {
 	var m memory
 	var haveRSS, havePeak bool
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
+		var field *int64
+		switch key {
+		case "VmRSS":
+			field, haveRSS = &m.RSS, true
+		case "VmHWM":
+			field, havePeak = &m.Peak, true
+		case "RssAnon":
+			field = &m.Anon
+		case "RssFile":
+			field = &m.File
+		}
+		if !ok || field == nil {
 			continue
 		}
 		f := strings.Fields(val)
@@ -53,11 +70,7 @@ func parseStatus(r io.Reader) (memory, error) {
 		if err != nil || kb < 0 {
 			return m, fmt.Errorf("%s: %q is not a size in kB", key, f[0])
 		}
-		if key == "VmRSS" {
-			m.RSS, haveRSS = kb<<10, true
-		} else {
-			m.Peak, havePeak = kb<<10, true
-		}
+		*field = kb << 10
 	}
 	if err := sc.Err(); err != nil {
 		return m, err

@@ -13,6 +13,8 @@ VmPeak:	 1260000 kB
 VmHWM:	   68812 kB
 VmRSS:	   68812 kB
 RssAnon:	   52000 kB
+RssFile:	   16812 kB
+RssShmem:	       0 kB
 Threads:	9
 `
 
@@ -23,7 +25,7 @@ func TestParseStatus(t *testing.T) {
 		want    memory
 		wantErr string
 	}{
-		{"proc status", statusSample, memory{RSS: 68812 << 10, Peak: 68812 << 10}, ""},
+		{"proc status", statusSample, memory{RSS: 68812 << 10, Peak: 68812 << 10, Anon: 52000 << 10, File: 16812 << 10}, ""},
 		{"RSS below peak", "VmHWM:\t200 kB\nVmRSS:\t100 kB\n", memory{RSS: 100 << 10, Peak: 200 << 10}, ""},
 		{"kernel thread has no Vm lines", "Name:\tkthreadd\nState:\tS\n", memory{}, "no VmRSS/VmHWM"},
 		{"only RSS", "VmRSS:\t100 kB\n", memory{}, "no VmRSS/VmHWM"},

@@ -30,5 +30,5 @@ func (c *core) stats() stats {
 func logStats(log *slog.Logger, s stats) {
 	log.Info("broker stats", "clients", s.Clients, "refused", s.Refused, "unrouted", s.Unrouted,
 		"dropped", s.Dropped, "inflight_dropped", s.InflightDropped, "spooled", s.Spooled, "spool_dropped", s.SpoolDropped,
-		"upstream_refused", s.UpstreamRefused)
+		"upstream_refused", s.UpstreamRefused, "connect_timeouts", s.ConnectTimeouts)
 }

@@ -109,9 +109,9 @@ type Broker struct {
 	// connecting holds sessions between OnConnect and OnSessionEstablish.
 	connecting sync.Map // *mqtt.Client -> *session
 
-	// conns is the listener under mochi's: it closes the connections
-	// mochi does not close itself (see shutdown.go).
-	conns *connsListener
+	// ln is mochi's listener; it closes the connections mochi does not
+	// close itself (see shutdown.go).
+	ln *mochiext.TLSListener
 
 	closeOnce sync.Once
 	closeErr  error
@@ -172,7 +172,7 @@ func New(o Options) (*Broker, error) {
 		ttl:     ttl,
 		arnBase: fmt.Sprintf("arn:aws:iot:%s:%s:", o.Region, o.Account),
 		enforce: true,
-		conns:   newConnsListener(o.Listener),
+		ln:      mochiext.NewTLSListener(listenerID, o.Listener, o.TLS, log),
 	}
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -193,7 +193,7 @@ func New(o Options) (*Broker, error) {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}
 	b.self = b.srv.NewClient(nil, "local", selfClient, true)
-	if err := b.srv.AddListener(mochiext.NewTLSListener(listenerID, b.conns, o.TLS, log)); err != nil {
+	if err := b.srv.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("iotbroker: add listener: %w", err)
 	}
 	return b, nil
@@ -232,7 +232,7 @@ func (b *Broker) Publish(topic string, payload []byte) error {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		// Before mochi's Close, which can hang (see shutdown.go).
-		b.closeClients()
+		b.ln.Shutdown(b.srv, closeGrace)
 		if err := b.srv.Close(); err != nil {
 			b.closeErr = fmt.Errorf("iotbroker: close: %w", err)
 		}
