@@ -275,53 +275,12 @@ func kexecLoad(img *image, cmdline string) error {
 	}
 	defer i.Close()
 	err = unix.KexecFileLoad(int(k.Fd()), int(i.Fd()), cmdline, 0)
-	if !errors.Is(err, unix.ENOEXEC) || runtime.GOARCH != "amd64" {
-		return err
+	if errors.Is(err, unix.ENOEXEC) && runtime.GOARCH == "amd64" {
+		// x86_64's kexec_file_load takes only a kernel that may be loaded
+		// anywhere: ggcore's kernels are built with CONFIG_RELOCATABLE=y.
+		return fmt.Errorf("kexec_file_load: %w: the slot's kernel is not relocatable (build it with CONFIG_RELOCATABLE=y)", err)
 	}
-	// x86_64's kexec_file_load takes only kernels that say they may be
-	// loaded above 4 GiB, which a kernel built without CONFIG_RELOCATABLE
-	// does not. Such a kernel's 64-bit entry still runs from anywhere and
-	// decompresses itself to its fixed address (16 MiB), far below where
-	// kexec puts the image, its initramfs and boot parameters (the top of
-	// memory): the verified copy in tmpfs gets the flag and is loaded again.
-	if perr := markLoadableAbove4G(img.Kernel); perr != nil {
-		return fmt.Errorf("%w (and %v)", err, perr)
-	}
-	say("kexec_file_load: %v; kernel not relocatable: loading it at its fixed address", err)
-	k2, err := os.Open(img.Kernel)
-	if err != nil {
-		return err
-	}
-	defer k2.Close()
-	return unix.KexecFileLoad(int(k2.Fd()), int(i.Fd()), cmdline, 0)
-}
-
-// x86 boot protocol: the setup header's xloadflags (boot protocol 2.12+).
-const (
-	xloadflagsOffset      = 0x236
-	xlfKernel64           = 1 << 0
-	xlfCanBeLoadedAbove4G = 1 << 1
-)
-
-// markLoadableAbove4G sets XLF_CAN_BE_LOADED_ABOVE_4G in a 64-bit bzImage.
-func markLoadableAbove4G(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var hdr [0x240]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		return fmt.Errorf("read bzImage header: %w", err)
-	}
-	if string(hdr[0x202:0x206]) != "HdrS" || hdr[xloadflagsOffset]&xlfKernel64 == 0 {
-		return errors.New("not a 64-bit bzImage")
-	}
-	hdr[xloadflagsOffset] |= xlfCanBeLoadedAbove4G
-	if _, err := f.WriteAt(hdr[xloadflagsOffset:xloadflagsOffset+1], xloadflagsOffset); err != nil {
-		return err
-	}
-	return f.Close()
+	return err
 }
 
 func mountKernelFS() error {
