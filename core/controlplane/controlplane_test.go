@@ -156,6 +156,40 @@ func serveTLS(t *testing.T, h http.Handler, cert tls.Certificate) int {
 	return srv.Listener.Addr().(*net.TCPAddr).Port
 }
 
+// caServer is an HTTPS server on 127.0.0.1 with a certificate from its
+// own CA, which also issues the clients' identities.
+type caServer struct {
+	ca   *pki.CA
+	port int
+}
+
+// serveCA serves h as caServer.
+func serveCA(t *testing.T, h http.Handler) *caServer {
+	t.Helper()
+	ca, err := pki.NewCA("identity CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverKey, err := keyspec.ECP256.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(serverKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
+		Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &caServer{ca: ca, port: serveTLS(t, h, tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: serverKey})}
+}
+
+// client is the core "gw"'s client of s with the given timeout.
+func (s *caServer) client(t *testing.T, timeout time.Duration) *Client {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(s.ca.Cert)
+	return newClient(t, s.port, "gw", roots, identity(t, s.ca, "gw"), timeout)
+}
+
 // client is the core's client as ggcore makes it (tlsconf.Client), for
 // thing with the given certificate.
 func (c *cloud) client(t *testing.T, thing string, id *tls.Certificate) *Client {
@@ -515,32 +549,17 @@ func TestUnexpectedAnswers(t *testing.T) {
 // TestTimeout: a control plane that does not answer costs a call its
 // Timeout, not forever.
 func TestTimeout(t *testing.T) {
-	ca, err := pki.NewCA("identity CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverKey, err := keyspec.ECP256.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue(serverKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
-		Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	release := make(chan struct{})
-	port := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveCA(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-release:
 		}
-	}), tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: serverKey})
+	}))
 	t.Cleanup(func() { close(release) }) // before the server's Close, which waits for handlers
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	core := newClient(t, port, "gw", roots, identity(t, ca, "gw"), 300*time.Millisecond)
+	core := srv.client(t, 300*time.Millisecond)
 	start := time.Now()
-	err = core.UpdateConnectivity(context.Background(), nil)
+	err := core.UpdateConnectivity(context.Background(), nil)
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("took %s with a 300ms timeout", took)
 	}
@@ -549,7 +568,7 @@ func TestTimeout(t *testing.T) {
 	}
 
 	// The caller's context bounds it too.
-	core = newClient(t, port, "gw", roots, identity(t, ca, "gw"), time.Minute)
+	core = srv.client(t, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start = time.Now()
@@ -563,22 +582,9 @@ func TestTimeout(t *testing.T) {
 // may take longer than the client's Timeout (a large image release on a
 // slow link); one that stops delivering fails after Timeout, saying so.
 func TestDownloadBoundedByProgress(t *testing.T) {
-	ca, err := pki.NewCA("identity CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverKey, err := keyspec.ECP256.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue(serverKey.Public(), pki.Leaf{CommonName: "ggcloud", IPs: []net.IP{net.IPv4(127, 0, 0, 1)},
-		Usage: pki.ServerAuth, NotAfter: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const chunk, chunks = 100, 12
 	release := make(chan struct{})
-	port := serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serveCA(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		flusher := w.(http.Flusher)
 		if strings.HasSuffix(r.URL.Path, "/stall") {
 			w.Write(make([]byte, chunk))
@@ -598,12 +604,10 @@ func TestDownloadBoundedByProgress(t *testing.T) {
 			case <-time.After(100 * time.Millisecond): // the pace of a slow link
 			}
 		}
-	}), tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: serverKey})
+	}))
 	t.Cleanup(func() { close(release) })
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
 	timeout := 500 * time.Millisecond
-	core := newClient(t, port, "gw", roots, identity(t, ca, "gw"), timeout)
+	core := srv.client(t, timeout)
 	ref := DeploymentRef{GroupId: "g", DeploymentId: "d"}
 
 	var got bytes.Buffer
