@@ -2,8 +2,6 @@ package admin
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,17 +12,9 @@ import (
 // putFirmware stores the body (a release file) by its SHA-256, bounded by
 // ?max= bytes (default store.DefaultMaxFirmwareSize).
 func (h *handler) putFirmware(r *http.Request) (any, error) {
-	max := int64(store.DefaultMaxFirmwareSize)
-	if v := r.URL.Query().Get("max"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return nil, badRequest{fmt.Errorf("max %q: want a positive number of bytes", v)}
-		}
-		max = n
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	data, max, err := readUpload(r, store.DefaultMaxFirmwareSize)
 	if err != nil {
-		return nil, badRequest{fmt.Errorf("body: %w", err)}
+		return nil, err
 	}
 	fw, err := h.st.PutFirmware(data, max)
 	if err != nil {

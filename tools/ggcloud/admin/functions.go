@@ -15,19 +15,30 @@ import (
 // the function ?arn=, bounded by ?max= bytes (default
 // store.DefaultMaxCodeSize).
 func (h *handler) putFunctionCode(r *http.Request) (any, error) {
-	max := int64(store.DefaultMaxCodeSize)
+	data, max, err := readUpload(r, store.DefaultMaxCodeSize)
+	if err != nil {
+		return nil, err
+	}
+	return h.st.PutFunctionCode(r.URL.Query().Get("arn"), data, max)
+}
+
+// readUpload reads an upload's body, at most ?max= bytes (default def)
+// and one more, so that the store can tell a body over the bound; it
+// returns the bound too.
+func readUpload(r *http.Request, def int64) ([]byte, int64, error) {
+	max := def
 	if v := r.URL.Query().Get("max"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
-			return nil, badRequest{fmt.Errorf("max %q: want a positive number of bytes", v)}
+			return nil, 0, badRequest{fmt.Errorf("max %q: want a positive number of bytes", v)}
 		}
 		max = n
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
-		return nil, badRequest{fmt.Errorf("body: %w", err)}
+		return nil, 0, badRequest{fmt.Errorf("body: %w", err)}
 	}
-	return h.st.PutFunctionCode(r.URL.Query().Get("arn"), data, max)
+	return data, max, nil
 }
 
 func (h *handler) listFunctionCode(*http.Request) (any, error) { return h.st.FunctionCodes() }
