@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh FLAVOR ARCH [BUILD]: builds the ggcore firmware image with
 # u-root (the version in go.mod) into BUILD/images:
-#   ggcore-FLAVOR-ARCH.cpio.xz   the initramfs (gginit as /init, ggcore)
+#   ggcore-FLAVOR-ARCH.cpio.lz4  the initramfs (gginit as /init, ggcore)
 #   vmlinuz-ARCH                 the kernel it boots with
 #   ggcore-FLAVOR-ARCH.json      its manifest: flavor, arch, commit, sha256, sizes
 # The kernel is ggcore's own (initramfs/kernel-build.sh: Debian's
@@ -11,6 +11,12 @@
 # modules the image needs copied into the initramfs.
 # FLAVOR: tpm (static ggcore, no shell), pkcs11 (cgo ggcore + SoftHSM2 and
 # the libraries it needs), debug (tpm plus a shell and core tools).
+# The initramfs is lz4-compressed (legacy frame, as the kernel reads
+# it): under QEMU's TCG the kernel unpacks it ~10x faster than xz
+# (~0.06 s instead of ~0.85 s on x86_64), for ~60% more bytes to load.
+# GGCORE_INITRD_COMPRESSION=zstd or xz chooses another (the name's
+# suffix says which); each needs its CONFIG_RD_ option in the kernel,
+# which build.sh checks in the kernel's .config.
 # The same commit and kernel build the same bytes.
 set -euo pipefail
 flavor=${1:?usage: build.sh tpm|pkcs11|debug amd64|arm64 [BUILD]}
@@ -89,6 +95,11 @@ cgo=0
   -ldflags "-s -w -buildid= -X main.buildTime=$built" -o "$stage/ggcore" ./core/cmd/ggcore)
 
 files+=(-files "$stage/ggcore:bin/ggcore" -files "$stage/build-time:etc/gginit/build-time")
+# The release key updates must be signed with (ggcore.ota.releaseKeys'
+# default), when BUILD has one (initramfs/system-disk.sh makes it).
+if [ -f "$build/release-key.pub.pem" ]; then
+  files+=(-files "$build/release-key.pub.pem:etc/ggcore/release-keys/release-key.pub.pem")
+fi
 cmds=(./initramfs/cmd/gginit)
 shell=(-defaultsh "")
 case "$flavor" in
@@ -116,14 +127,31 @@ cpio="$stage/image.cpio"
   exit 1
 }
 
-step "compressing (xz, as the kernel reads it)"
 name="ggcore-$flavor-$arch"
-xz -9 --check=crc32 -T1 -c "$cpio" >"$out/$name.cpio.xz"
+comp=${GGCORE_INITRD_COMPRESSION:-lz4}
+case "$comp" in lz4 | zstd | xz) ;; *) echo "image: unknown GGCORE_INITRD_COMPRESSION=$comp (want lz4, zstd or xz)" >&2; exit 2 ;; esac
+# The kernel must unpack it: its .config (ours, or Debian's) has
+# CONFIG_RD_LZ4, CONFIG_RD_ZSTD or CONFIG_RD_XZ.
+kconfig="$kdir/config"
+opt="CONFIG_RD_$(echo "$comp" | tr a-z A-Z)"
+if [ -f "$kconfig" ] && ! grep -q "^$opt=y" "$kconfig"; then
+  echo "image: the kernel ($kconfig) lacks $opt and could not unpack a $comp initramfs; set GGCORE_INITRD_COMPRESSION" >&2
+  exit 1
+fi
+# Stale images of another compression would be booted by mistake.
+rm -f "$out/$name".cpio.{lz4,zstd,xz}
+image="$name.cpio.$comp"
+step "compressing ($comp, as the kernel reads it)"
+case "$comp" in
+  lz4) lz4 -q -l -12 --favor-decSpeed -c "$cpio" >"$out/$image" ;;
+  zstd) zstd -q -19 -T1 -c "$cpio" >"$out/$image" ;;
+  xz) xz -9 --check=crc32 -T1 -c "$cpio" >"$out/$image" ;;
+esac
 cp "$kimage" "$out/vmlinuz-$arch"
 
 commit=$(cd "$root" && git rev-parse HEAD 2>/dev/null || echo unknown)
 dirty=$(cd "$root" && git status --porcelain 2>/dev/null | grep -q . && echo true || echo false)
-sha=$(sha256sum "$out/$name.cpio.xz" | cut -d' ' -f1)
+sha=$(sha256sum "$out/$image" | cut -d' ' -f1)
 cat >"$out/$name.json" <<JSON
 {
   "flavor": "$flavor",
@@ -132,11 +160,12 @@ cat >"$out/$name.json" <<JSON
   "dirty": $dirty,
   "build_time": $built,
   "kernel": "$release",
-  "image": "$name.cpio.xz",
+  "image": "$image",
+  "compression": "$comp",
   "sha256": "$sha",
-  "size": $(stat -c %s "$out/$name.cpio.xz"),
+  "size": $(stat -c %s "$out/$image"),
   "uncompressed_size": $(stat -c %s "$cpio"),
   "kernel_image": "vmlinuz-$arch"
 }
 JSON
-step "done: $out/$name.cpio.xz ($(($(stat -c %s "$out/$name.cpio.xz") / 1024)) KiB, sha256 $sha)"
+step "done: $out/$image ($(($(stat -c %s "$out/$image") / 1024)) KiB, sha256 $sha)"

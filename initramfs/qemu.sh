@@ -29,10 +29,22 @@ accel=(-accel tcg)
 if [ "${GGCORE_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=(-accel kvm); fi
 net=(-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8883")
 # The serial console on stdio with signals on: Ctrl-C stops QEMU.
-common=(-m 512 -smp 2 -display none -serial stdio -monitor none -no-reboot -kernel "$kernel" -initrd "$image" "${net[@]}")
+# GGCORE_QEMU_REBOOT=1: a guest reboot (or watchdog reset, or panic) boots
+# again instead of ending QEMU; for the A/B first stage (ggboot).
+noreboot=(-no-reboot)
+[ "${GGCORE_QEMU_REBOOT:-0}" = 1 ] && noreboot=()
+common=(-m 512 -smp 2 -display none -serial stdio -monitor none "${noreboot[@]}" -kernel "$kernel" -initrd "$image" "${net[@]}")
 drive=()
 if [ "$disk" != none ]; then
   drive=(-drive "file=$disk,if=none,id=data,format=raw" -device virtio-blk-pci,drive=data)
+fi
+# GGCORE_SYSTEM_DISK=PATH: the A/B system disk (initramfs/system-disk.sh)
+# as the next virtio disk, named on the command line (ggcore.system=), and
+# the i6300esb watchdog the first stage arms.
+if [ -n "${GGCORE_SYSTEM_DISK:-}" ]; then
+  drive+=(-drive "file=$GGCORE_SYSTEM_DISK,if=none,id=system,format=raw" -device virtio-blk-pci,drive=system
+    -device i6300esb -watchdog-action reset)
+  append+=" ggcore.system=/dev/$([ "$disk" != none ] && echo vdb || echo vda)"
 fi
 case "$arch" in
   amd64)
@@ -42,9 +54,13 @@ case "$arch" in
     if [ "${GGCORE_BIOS:-seabios}" = qboot ] && [ -f /usr/share/qemu/qboot.rom ]; then
       bios=(-bios /usr/share/qemu/qboot.rom)
     fi
-    cmd=(qemu-system-x86_64 -machine q35 "${bios[@]}" "${accel[@]}" "${common[@]}"
-      "${drive[@]}" -device virtio-net-pci,netdev=n0 -device virtio-rng-pci
-      -append "console=ttyS0 panic=-1 quiet$append")
+    # -nodefaults: no VGA (SeaBIOS skips its video BIOS, the kernel its
+    # VGA console); romfile=: no iPXE option ROM for SeaBIOS to run. lpj:
+    # the secondary CPU's delay-loop calibration, which fails under TCG
+    # after ~0.15 s, is skipped (x86 delays use the TSC, not the loop).
+    cmd=(qemu-system-x86_64 -machine q35 -nodefaults "${bios[@]}" "${accel[@]}" "${common[@]}"
+      "${drive[@]}" -device virtio-net-pci,netdev=n0,romfile= -device virtio-rng-pci
+      -append "console=ttyS0 panic=-1 quiet lpj=10000000$append")
     ;;
   arm64)
     cmd=(qemu-system-aarch64 -machine virt -cpu cortex-a57 "${accel[@]}" "${common[@]}"
@@ -56,19 +72,25 @@ esac
 
 cmd+=("${extra[@]}")
 
+# QEMU and swtpm die with this script, even when it is killed with
+# SIGKILL (a test that timed out, a closed terminal), rather than keep an
+# orphaned guest running.
+orphan=()
+if command -v setpriv >/dev/null 2>&1; then orphan=(setpriv --pdeathsig KILL); fi
+
 swtpm_pid=
 cleanup() { [ -n "$swtpm_pid" ] && kill "$swtpm_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 if [ -n "$tpmstate" ]; then
   ctrl="$tpmstate/qemu.ctrl"
   rm -f "$ctrl"
-  swtpm socket --tpm2 --tpmstate dir="$tpmstate" --ctrl type=unixio,path="$ctrl" \
+  "${orphan[@]}" swtpm socket --tpm2 --tpmstate dir="$tpmstate" --ctrl type=unixio,path="$ctrl" \
     --log file="$tpmstate/swtpm.log",level=1 &
   swtpm_pid=$!
-  for _ in $(seq 100); do [ -S "$ctrl" ] && break; sleep 0.05; done
+  for _ in $(seq 500); do [ -S "$ctrl" ] && break; sleep 0.01; done
   # GGCORE_TPM_IF=crb attaches the TPM through CRB instead of TIS.
   dev="tpm-${GGCORE_TPM_IF:-tis}"
   [ "$arch" = arm64 ] && dev=tpm-tis-device
   cmd+=(-chardev "socket,id=chrtpm,path=$ctrl" -tpmdev emulator,id=tpm0,chardev=chrtpm -device "$dev,tpmdev=tpm0")
 fi
-"${cmd[@]}"
+"${orphan[@]}" "${cmd[@]}"

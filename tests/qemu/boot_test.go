@@ -78,7 +78,10 @@ func TestImageReproducible(t *testing.T) {
 	if err := buildImage(other, "tpm", "amd64"); err != nil {
 		t.Fatal(err)
 	}
-	second := filepath.Join(other, "images", "ggcore-tpm-amd64.cpio.xz")
+	second := initrdPath(t, other, "tpm", "amd64")
+	if filepath.Base(first) != filepath.Base(second) {
+		t.Fatalf("two builds of one commit name their images differently: %s vs %s", first, second)
+	}
 	if a, b := sha256File(t, first), sha256File(t, second); a != b {
 		t.Errorf("two builds of one commit differ: %s vs %s", a, b)
 	}
@@ -102,4 +105,24 @@ func TestImageReproducible(t *testing.T) {
 	}
 	info, _ := os.Stat(second)
 	t.Logf("tpm/amd64 image: %d KiB compressed, %d KiB uncompressed", info.Size()/1024, m.UncompressedSize/1024)
+}
+
+// initrdPath returns the initramfs that initramfs/build.sh wrote into
+// BUILD/images for FLAVOR/ARCH, as its manifest names it (the suffix
+// says the compression: .cpio.lz4 unless GGCORE_INITRD_COMPRESSION says
+// otherwise).
+func initrdPath(t testing.TB, build, flavor, arch string) string {
+	t.Helper()
+	name := "ggcore-" + flavor + "-" + arch
+	data, err := os.ReadFile(filepath.Join(build, "images", name+".json"))
+	if err != nil {
+		t.Fatalf("image manifest: %v", err)
+	}
+	var m struct {
+		Image string `json:"image"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil || !strings.HasPrefix(m.Image, name+".cpio.") {
+		t.Fatalf("image manifest %s.json does not name the initramfs (%v):\n%s", name, err, data)
+	}
+	return filepath.Join(build, "images", m.Image)
 }

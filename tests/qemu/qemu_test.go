@@ -97,7 +97,7 @@ func image(t testing.TB, flavor, arch string) (initrd, kernel string) {
 	if err != nil {
 		t.Fatalf("build image %s: %v", key, err)
 	}
-	return filepath.Join(e.build, "images", "ggcore-"+flavor+"-"+arch+".cpio.xz"), filepath.Join(e.build, "images", "vmlinuz-"+arch)
+	return initrdPath(t, e.build, flavor, arch), filepath.Join(e.build, "images", "vmlinuz-"+arch)
 }
 
 // buildImage runs initramfs/build.sh. Its first run on a machine also
@@ -117,7 +117,7 @@ func buildImage(build, flavor, arch string) error {
 
 func requireTools(t testing.TB, arch string) {
 	t.Helper()
-	for _, p := range []string{"xz", "mke2fs", "depmod", "debugfs", "swtpm", "mosquitto_pub", "mosquitto_sub"} {
+	for _, p := range []string{"lz4", "mke2fs", "depmod", "debugfs", "swtpm", "mosquitto_pub", "mosquitto_sub"} {
 		testtool.Require(t, p)
 	}
 	if arch == "arm64" {
@@ -420,16 +420,20 @@ func sha256File(t testing.TB, path string) string {
 
 // firstConnection tries a device connection (mosquitto_pub as sensor)
 // from now on, every 100 ms, and returns when the first one was accepted,
-// counted from QEMU's start. Until the console says `ggcore ready` an
-// attempt gets half a second: QEMU's user network holds a connection
-// made before the guest listens and retries it with backoff, which would
-// otherwise count seconds the guest was already serving.
+// counted from QEMU's start. Until the console says `ggcore ready` and
+// gginit has said how the network came up (it does so beside ggcore's
+// start) an attempt gets half a second: QEMU's user network holds a
+// connection made before the guest listens on its address and retries
+// it with backoff, which would otherwise count seconds the guest was
+// already serving.
 func (v *vm) firstConnection(t testing.TB, b *bundle) time.Duration {
 	t.Helper()
 	deadline := time.Now().Add(bootTimeout)
 	for time.Now().Before(deadline) {
 		limit := guestTimeout
-		if _, ready := v.console.seenAt("ggcore ready"); !ready {
+		_, ready := v.console.seenAt("ggcore ready")
+		_, addressed := v.console.seenAt("gginit: network:")
+		if !ready || !addressed {
 			limit = 500 * time.Millisecond
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), limit)

@@ -27,7 +27,8 @@ root=$(cd "$here/../.." && pwd)
 # shellcheck source=tools/scripts/ggcloud-demo.sh
 . "$here/ggcloud-demo.sh"
 demo_init "${1:-build}"
-image="$build/images/ggcore-tpm-amd64.cpio.xz"
+# The initramfs as the image's manifest names it (.cpio.lz4 by default).
+image="$build/images/$(sed -n 's/^ *"image": "\(.*\)",$/\1/p' "$build/images/ggcore-tpm-amd64.json" 2>/dev/null)"
 kernel="$build/images/vmlinuz-amd64"
 for f in "$image" "$kernel"; do
   [ -f "$f" ] || demo_die "$f is missing: build the image with make image (make run does it)"

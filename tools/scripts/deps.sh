@@ -16,6 +16,7 @@ declare -A need=(
   [gcc]=gcc
   [depmod]=kmod
   [xz]=xz-utils
+  [lz4]=lz4
   [mke2fs]=e2fsprogs
   [debugfs]=e2fsprogs
   [qemu-system-x86_64]=qemu-system-x86

@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -86,14 +90,37 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if profile == tlsconf.Compat {
 		log.Warn("tlsProfile compat: serving TLS 1.0/1.1, CBC and RSA key exchange for legacy devices; use strict unless a device needs it")
 	}
-	ps, err := openPrincipals(cfg, store, log)
-	if err != nil {
+	// The keys open in the background while the CAs, the group and the
+	// broker's session store are read: a TPM or token answers one command
+	// at a time (tens of milliseconds each on an emulated machine), and
+	// the rest needs no key. The checks still fail in the order below,
+	// and nothing is bound before all of them have passed.
+	var ps principals
+	keysOpened := make(chan error, 1)
+	go func() {
+		var err error
+		ps, err = openPrincipals(cfg, store, log)
+		keysOpened <- err
+	}()
+	clientCAs, caErr := loadCAPool(cfg.Crypto.CAPath)
+	g, bg, groupErr := loadGroup(cfg)
+	sessions := persistence(cfg)
+	var sessionsErr error
+	if caErr == nil && groupErr == nil {
+		var undo func()
+		undo, sessionsErr = openSessions(sessions, log)
+		defer func() {
+			if err != nil {
+				undo()
+			}
+		}()
+	}
+	if err := <-keysOpened; err != nil {
 		return nil, err
 	}
 	warnSecretsFallback(cfg, ps, log)
-	clientCAs, err := loadCAPool(cfg.Crypto.CAPath)
-	if err != nil {
-		return nil, fmt.Errorf("crypto.caPath: %w", err)
+	if caErr != nil {
+		return nil, fmt.Errorf("crypto.caPath: %w", caErr)
 	}
 	cloud, err := newControlPlane(cfg, ps.iot, clientCAs)
 	if err != nil {
@@ -115,9 +142,8 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g, bg, err := loadGroup(cfg)
-	if err != nil {
-		return nil, err
+	if groupErr != nil {
+		return nil, groupErr
 	}
 	c.groupID, c.devices, c.subscriptions = g.GroupId, len(g.Devices), len(g.Subscriptions)
 	c.openSecrets(ps, g)
@@ -158,13 +184,16 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	}()
 	logUnavailableTargets(log, g, c.up != nil)
 
+	if sessionsErr != nil {
+		return nil, sessionsErr
+	}
 	addr := net.JoinHostPort(cfg.GGCore.LocalMQTTBind, strconv.Itoa(cfg.CoreThing.GGMqttPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coreThing.ggMqttPort: listen on %s: %w", addr, err)
 	}
 	b, err := broker.New(broker.Options{Listener: ln, TLS: tlsCfg, Logger: log, Upstream: upstreamFn,
-		Persistence: persistence(cfg), Limits: brokerLimits(cfg)}, bg)
+		Persistence: sessions, Limits: brokerLimits(cfg)}, bg)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -199,6 +228,29 @@ func persistence(cfg *config.Config) *broker.Persistence {
 	}
 	return &broker.Persistence{Path: filepath.Join(cfg.WriteDirectory, "broker", "sessions.db"),
 		MaxBytes: p.MaxBytes, MaxMessages: p.MaxMessages}
+}
+
+// openSessions opens the broker's session store p (nil: none) ahead of
+// the broker, which takes it over. undo, for a start that fails, closes
+// it unless the broker took it over and removes the file and directory
+// that opening it created: a refused start changes nothing on disk.
+func openSessions(p *broker.Persistence, log *slog.Logger) (undo func(), err error) {
+	if p == nil {
+		return func() {}, nil
+	}
+	var created []string
+	for _, path := range []string{filepath.Dir(p.Path), p.Path} {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			created = append(created, path)
+		}
+	}
+	err = p.Open(log)
+	return func() {
+		p.Discard()
+		for _, path := range slices.Backward(created) {
+			os.Remove(path)
+		}
+	}, err
 }
 
 // serverCertificate sets up where the MQTT server certificate comes from:

@@ -1,12 +1,12 @@
 // Command gginit is PID 1 of the ggcore firmware image. It raises a clock
 // that is before the image's build time to it, mounts the kernel's file
 // systems, loads the kernel modules the image lists, mounts the data
-// partition at /greengrass, brings the network up (DHCP unless the kernel
-// command line gives a static address), and starts
-// ggcore with /greengrass/config/config.json, restarting it with backoff
-// when it exits. Every step is written to the console with the time since
-// the kernel started; a step that cannot be done says why and waits,
-// rather than crash-looping.
+// partition at /greengrass and starts ggcore with
+// /greengrass/config/config.json, restarting it with backoff when it
+// exits; meanwhile it brings the network up (DHCP unless the kernel
+// command line gives a static address). Every step is written to the
+// console with the time since the kernel started; a step that cannot be
+// done says why and waits, rather than crash-looping.
 //
 // Kernel command line settings (all optional):
 //
@@ -15,6 +15,9 @@
 //	                            interface (default: dhcp, a DHCPv4 lease)
 //	ggcore.gw=10.0.2.2          with ggcore.ip: the default gateway
 //	ggcore.dns=10.0.2.3         with ggcore.ip: name servers, comma-separated
+//	ggcore.trial=1              set by ggboot on a trial boot of an A/B slot:
+//	                            the watchdog is petted only while ggcore
+//	                            runs, and an exit of ggcore reboots at once
 package main
 
 import (
@@ -58,19 +61,23 @@ func main() {
 		halt("cannot mount the kernel file systems: %v", err)
 	}
 	args := cmdline()
+	wd := startWatchdog(args["ggcore.trial"] == "1")
 	loadModules()
+	// The network comes up beside the data partition and ggcore, not
+	// before them: ggcore listens on every address (or, see
+	// allowNonlocalBind, on one not assigned yet) and its cloud side
+	// retries, so a DHCP lease (~0.2 s under emulation, seconds on some
+	// networks) does not delay the local broker.
+	startNetwork(args)
 	disk := setting(args, "ggcore.disk", defaultDisk)
 	if err := mountData(disk); err != nil {
 		halt("no data partition: %v; attach the ggprov bundle's disk image as a virtio disk (QEMU: -drive file=data.img,if=virtio,format=raw)", err)
 	}
 	say("data partition %s mounted at %s", disk, dataDir)
-	if err := network(args); err != nil {
-		say("network: %v (ggcore starts anyway; devices cannot reach it until the network is up)", err)
-	}
 	if _, err := os.Stat(configPath); err != nil {
 		halt("no config: %v; the data partition must hold config/config.json (ggimage disk writes it)", err)
 	}
-	supervise()
+	supervise(wd)
 }
 
 // say writes one console line with the time since the kernel started.
@@ -200,7 +207,7 @@ func mountData(disk string) error {
 
 // supervise runs ggcore for ever, restarting it with backoff and saying
 // why each run ended. Its output goes to the console.
-func supervise() {
+func supervise(wd *watchdog) {
 	backoff := firstBackoff
 	for run := 1; ; run++ {
 		say("starting ggcore (run %d): %s --config %s", run, ggcoreBin, configPath)
@@ -213,14 +220,23 @@ func supervise() {
 		}
 		var err error
 		if err = cmd.Start(); err == nil {
+			wd.running.Store(true)
 			go reportMemory(cmd.Process.Pid, 10*time.Second)
 			err = cmd.Wait()
 		}
 		ran := time.Since(start)
+		// ggcore exits 3 to have the machine rebooted: an image update
+		// is armed, or a trial boot failed its health check.
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
+			say("ggcore asked for a reboot (exit status 3); syncing and rebooting")
+			unix.Sync()
+			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+		}
 		if ran > stableRun {
 			backoff = firstBackoff
 		}
 		say("ggcore exited after %s: %s; restarting in %s", ran.Round(time.Millisecond), exitReason(err), backoff)
+		wd.exited()
 		time.Sleep(backoff)
 		backoff = min(2*backoff, lastBackoff)
 	}

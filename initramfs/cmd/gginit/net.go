@@ -7,9 +7,12 @@ import (
 	"io"
 	"log"
 	"net"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/vishvananda/netlink"
 )
@@ -64,27 +67,80 @@ func planNetwork(args map[string]string) (netPlan, error) {
 	return p, nil
 }
 
-// network brings lo and the first Ethernet interface up, by plan.
-func network(args map[string]string) error {
-	plan, err := planNetwork(args)
-	if err != nil {
-		return err
-	}
+// nonlocalBind are the sysctls that let a program listen on an address
+// the machine does not have yet.
+var nonlocalBind = []string{"/proc/sys/net/ipv4/ip_nonlocal_bind", "/proc/sys/net/ipv6/ip_nonlocal_bind"}
+
+// startNetwork brings lo up and then, in the background, the first
+// Ethernet interface by the command line's plan; it says how that went.
+// ggcore starts meanwhile: a core whose config.json binds one address
+// (ggcore.localMqttBind) can listen on it before DHCP assigns it.
+func startNetwork(args map[string]string) {
+	allowNonlocalBind()
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		err = netlink.LinkSetUp(lo)
 	}
 	if err != nil {
-		return fmt.Errorf("lo: %w", err)
+		say("network: lo: %v", err)
+	}
+	go func() {
+		if err := network(args); err != nil {
+			say("network: %v (devices cannot reach ggcore until the network is up)", err)
+		}
+	}()
+}
+
+// allowNonlocalBind lets programs listen on addresses not assigned yet.
+func allowNonlocalBind() {
+	for _, p := range nonlocalBind {
+		if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			say("network: %s: %v", p, err)
+		}
+	}
+}
+
+// network brings the first Ethernet interface up, by plan.
+func network(args map[string]string) error {
+	plan, err := planNetwork(args)
+	if err != nil {
+		return err
 	}
 	eth, err := firstEthernet(5 * time.Second)
 	if err != nil {
 		return err
 	}
 	if plan.dhcp {
+		// Without a carrier yet, dhcp asks anyway, and again until it
+		// gets a lease.
+		if err := linkUp(eth, 5*time.Second); err != nil {
+			say("network: %v", err)
+		}
 		return dhcp(eth)
 	}
 	return static(eth, plan)
+}
+
+// linkUp sets eth up and waits for its carrier: from then on the kernel
+// sends on it. (Its operational state, which the u-root DHCP client
+// waits for, follows up to a second later: the kernel updates it at
+// most once a second, and a boot reaches here within a second of the
+// interface's probe.)
+func linkUp(eth netlink.Link, wait time.Duration) error {
+	name := eth.Attrs().Name
+	if err := netlink.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("%s: up: %w", name, err)
+	}
+	carrier := "/sys/class/net/" + name + "/carrier"
+	for deadline := time.Now().Add(wait); ; {
+		if data, err := os.ReadFile(carrier); err == nil && strings.TrimSpace(string(data)) == "1" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: no carrier after %s", name, wait)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // firstEthernet waits for the first Ethernet interface.
@@ -131,8 +187,8 @@ func static(eth netlink.Link, p netPlan) error {
 // dhcp configures eth from a DHCPv4 lease, waiting up to dhcpFirstWait
 // for the first; it keeps the lease renewed in the background.
 func dhcp(eth netlink.Link) error {
-	// dhclient logs every packet through the standard logger; gginit
-	// says what matters itself.
+	// The DHCP packages log through the standard logger; gginit says
+	// what matters itself.
 	log.SetOutput(io.Discard)
 	ctx, cancel := context.WithTimeout(context.Background(), dhcpFirstWait)
 	leaseTime, err := lease(ctx, eth)
@@ -171,36 +227,30 @@ func keepLease(eth netlink.Link, leaseTime time.Duration) {
 func lease(ctx context.Context, eth netlink.Link) (time.Duration, error) {
 	// A short timeout with more retries: a request lost while the link
 	// comes up is sent again within a second.
-	cfg := dhclient.Config{Timeout: time.Second, Retries: 8}
-	var errs []error
-	for r := range dhclient.SendRequests(ctx, []netlink.Link{eth}, true, false, cfg, 5*time.Second) {
-		if r.Err != nil {
-			errs = append(errs, r.Err)
-			continue
-		}
-		if err := r.Lease.Configure(); err != nil {
-			errs = append(errs, fmt.Errorf("configure: %w", err))
-			continue
-		}
-		msg, _ := r.Lease.Message()
-		if msg == nil {
-			return 0, nil
-		}
-		mask := net.IPMask(msg.SubnetMask())
-		ones, _ := mask.Size()
-		gw := "none"
-		if routers := msg.Router(); len(routers) > 0 {
-			gw = routers[0].String()
-		}
-		lt := msg.IPAddressLeaseTime(0)
-		say("network: %s %s/%d by DHCP from %s, gateway %s, name servers %s, lease %s", eth.Attrs().Name, msg.YourIPAddr,
-			ones, msg.ServerIPAddr, gw, ipList(msg.DNS()), lt)
-		return lt, nil
+	client, err := nclient4.New(eth.Attrs().Name, nclient4.WithTimeout(time.Second), nclient4.WithRetry(8))
+	if err != nil {
+		return 0, fmt.Errorf("DHCP client: %w", err)
 	}
-	if len(errs) == 0 {
-		return 0, errors.New("no answer")
+	defer client.Close()
+	l, err := client.Request(ctx, dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter,
+		dhcpv4.OptionDomainNameServer, dhcpv4.OptionDomainName))
+	if err != nil {
+		return 0, err
 	}
-	return 0, errors.Join(errs...)
+	if err := dhclient.NewPacket4(eth, l.ACK).Configure(); err != nil {
+		return 0, fmt.Errorf("configure: %w", err)
+	}
+	msg := l.ACK
+	mask := net.IPMask(msg.SubnetMask())
+	ones, _ := mask.Size()
+	gw := "none"
+	if routers := msg.Router(); len(routers) > 0 {
+		gw = routers[0].String()
+	}
+	lt := msg.IPAddressLeaseTime(0)
+	say("network: %s %s/%d by DHCP from %s, gateway %s, name servers %s, lease %s", eth.Attrs().Name, msg.YourIPAddr,
+		ones, msg.ServerIPAddr, gw, ipList(msg.DNS()), lt)
+	return lt, nil
 }
 
 func ipList(ips []net.IP) string {

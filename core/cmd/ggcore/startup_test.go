@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ggcore/ggcore/internal/testtool"
+)
+
+// TestRefusedStartLeavesNoSessionStore: the broker's session store opens
+// while the keys do, yet a start refused for a bad key, or because the
+// MQTT port is taken (after the store opened), leaves no store behind;
+// a start that succeeds keeps it.
+func TestRefusedStartLeavesNoSessionStore(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tests := []struct {
+		name string
+		edit func(t *testing.T, dir string)
+		want string
+	}{
+		{"missing IoT key", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "certs/core.key.pem"))
+		}, "crypto.principals.IoTCertificate.privateKeyPath"},
+		{"MQTT port taken", func(t *testing.T, dir string) {
+			editJSON(t, filepath.Join(dir, "config.json"), func(m map[string]any) {
+				obj(m, "coreThing")["ggMqttPort"] = taken.Addr().(*net.TCPAddr).Port
+				obj(m, "ggcore")["localMqttBind"] = "127.0.0.1"
+			})
+		}, "coreThing.ggMqttPort: listen on"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := bundle(t)
+			tt.edit(t, dir)
+			var stderr bytes.Buffer
+			if code := run([]string{"--config", filepath.Join(dir, "config.json")}, &stderr); code != 1 {
+				t.Fatalf("exit %d, want 1; log:\n%s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("log does not name %q:\n%s", tt.want, stderr.String())
+			}
+			if _, err := os.Stat(filepath.Join(dir, "write", "broker")); !os.IsNotExist(err) {
+				t.Errorf("a refused start left write/broker behind (%v)", err)
+			}
+		})
+	}
+	t.Run("started", func(t *testing.T) {
+		dir := bundle(t)
+		editJSON(t, filepath.Join(dir, "config.json"), func(m map[string]any) {
+			obj(m, "coreThing")["ggMqttPort"] = testtool.FreePort(t)
+			obj(m, "ggcore")["localMqttBind"] = "127.0.0.1"
+		})
+		var stderr bytes.Buffer
+		c, err := start(filepath.Join(dir, "config.json"), slog.New(slog.NewTextHandler(&stderr, nil)))
+		if err != nil {
+			t.Fatalf("start: %v\n%s", err, stderr.String())
+		}
+		if err := c.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "write", "broker", "sessions.db")); err != nil {
+			t.Errorf("the session store is not kept after a start: %v", err)
+		}
+	})
+}
