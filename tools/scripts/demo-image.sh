@@ -15,7 +15,10 @@
 # MQTT server certificate from it and connects upstream to the broker.
 # Ctrl-C stops QEMU (and its swtpm), then ggcloud. The data disk
 # (BUILD/demo-disk.img, the gateway's state) is kept for the next run
-# unless the fleet changed; FRESH=1 (make run FRESH=1) rebuilds it.
+# unless the fleet changed, and the system disk (BUILD/demo-system.img,
+# ggboot's A/B slots) unless the image changed; FRESH=1 (make run
+# FRESH=1) rebuilds both. tools/scripts/demo-release.sh deploys the image
+# as a new release over the air.
 # GGCORE_DEMO_MODE=host runs the core on the host instead (demo.sh).
 #   GGCORE_DEMO_PORT        the host port forwarded to the guest's 8883 (default 8883)
 #   GGCORE_DEMO_CLOUD_PORT  ggcloud's port (default 8443)
@@ -86,11 +89,52 @@ if [ -n "$reason" ]; then
 else
   echo "== keeping the data disk $disk from the last run (the core's certificate, spool and deployments); make run FRESH=1 starts the gateway afresh" >&2
 fi
+# The system disk: the slot state and the A/B slots, slot A holding the
+# image as a release signed with the development key BUILD/release-key.pem
+# (initramfs/system-disk.sh). QEMU boots ggboot, the first stage, which
+# verifies and kexecs the slot. Kept between runs like the data disk (an
+# update committed to slot B stays), and made afresh when the image
+# changed or with FRESH=1. Its release's security version is the last one
+# demo-release.sh deployed: the TPM's counter may already be there.
+sysdisk="$build/demo-system.img"
+sysstamp="$build/demo-system.image"
+sv=$(cat "$build/demo-release.sv" 2>/dev/null || echo 1)
+imagesum=$(sha256sum "$image" | cut -d' ' -f1)
+reason=
+if [ "${FRESH:-0}" = 1 ]; then
+  reason="FRESH=1"
+elif [ ! -f "$sysdisk" ]; then
+  reason="none yet"
+elif [ "$(cat "$sysstamp" 2>/dev/null)" != "$imagesum" ]; then
+  reason="the image changed since it was made"
+fi
+if [ -n "$reason" ]; then
+  echo "== building the system disk $sysdisk ($reason): slot A holds release 1.0.$sv" >&2
+  GGCORE_RELEASE_VERSION="1.0.$sv" GGCORE_RELEASE_SV="$sv" "$root/initramfs/system-disk.sh" tpm amd64 "$build" ||
+    demo_die "system-disk.sh could not build the system disk"
+  # system-disk.sh rebuilds the image when the release key is newer.
+  image="$build/images/$(sed -n 's/^ *"image": "\(.*\)",$/\1/p' "$build/images/ggcore-tpm-amd64.json")"
+  cp "$build/images/system-tpm-amd64.img" "$sysdisk"
+  sha256sum "$image" | cut -d' ' -f1 >"$sysstamp"
+else
+  echo "== keeping the system disk $sysdisk from the last run (its slots and slot state)" >&2
+fi
+ggboot="$build/images/ggboot-tpm-amd64.cpio"
+[ -f "$ggboot" ] || demo_die "$ggboot is missing: make run FRESH=1 builds it"
 demo_print image
+cat <<TXT
+An over-the-air update: in another terminal, sign the image as the next release and deploy it
+(the console shows the download into the other slot, the reboot, ggboot's trial of that slot,
+and the core's health check and commit; the command waits for the outcome):
+  tools/scripts/demo-release.sh $build
+
+TXT
 
 # QEMU runs in this process group, so that Ctrl-C reaches it (it stops
-# cleanly on SIGINT), with the terminal as its serial console.
-"$root/initramfs/qemu.sh" amd64 "$image" "$kernel" "$disk" "$port" "$tpmdir" <&0 &
+# cleanly on SIGINT), with the terminal as its serial console. A reboot
+# (an update) starts ggboot again rather than ending QEMU.
+GGCORE_SYSTEM_DISK="$sysdisk" GGCORE_QEMU_REBOOT=1 \
+  "$root/initramfs/qemu.sh" amd64 "$ggboot" "$kernel" "$disk" "$port" "$tpmdir" <&0 &
 qemu_sh=$!
 status=0
 wait -n -p finished "$qemu_sh" "$cloud_pid" || status=$?
