@@ -356,33 +356,9 @@ func TestOtaUpdate(t *testing.T) {
 		t.Run(arch, func(t *testing.T) {
 			s := systemImage(t, arch)
 			b := provision(t, "tpm")
-			tools := t.TempDir()
-			ggcloud := filepath.Join(tools, "ggcloud")
-			goBuild(t, ggcloud, "./tools/ggcloud", "")
-			run(t, e.ggprov, "ggcloud-cert", "--dir", b.dir, "--host", "10.0.2.2", "--host", "127.0.0.1")
-			data := filepath.Join(t.TempDir(), "ggcloud")
-			port := testtool.FreePort(t)
-			cloud := testtool.StartProcess(t, exec.Command(ggcloud, "--data", data, "serve",
-				"--listen", "127.0.0.1:"+strconv.Itoa(port), "--mqtt-listen", "127.0.0.1:"+strconv.Itoa(testtool.FreePort(t)),
-				"--cert", filepath.Join(b.dir, "ggcloud", "server.cert.pem"), "--key", filepath.Join(b.dir, "ggcloud", "server.key.pem")))
-			if !cloud.WaitFor("ggcloud ready", 0) {
-				t.Fatalf("ggcloud not ready: %v\n%s", cloud.Err(), cloud.Output)
-			}
-			t.Cleanup(func() { _ = cloud.Stop() })
-			run(t, e.ggprov, "register", "--dir", b.dir, "--ggcloud-data", data, "--ggcloud", "10.0.2.2:"+strconv.Itoa(port))
-			cli := func(args ...string) string {
-				t.Helper()
-				out, err := exec.Command(ggcloud, append([]string{"--data", data}, args...)...).CombinedOutput()
-				if err != nil {
-					t.Fatalf("ggcloud %s: %v\n%s", strings.Join(args, " "), err, out)
-				}
-				return string(out)
-			}
-			var group struct{ GroupId string }
-			groupJSON, err := os.ReadFile(filepath.Join(b.dir, "write", "deployment", "group", "group.json"))
-			if err != nil || json.Unmarshal(groupJSON, &group) != nil || group.GroupId == "" {
-				t.Fatalf("the bundle's group.json: %v", err)
-			}
+			c := startGuestCloud(t, b)
+			cli := func(args ...string) string { t.Helper(); return c.cli(t, args...) }
+			group := struct{ GroupId string }{c.groupID}
 			dataDisk := b.disk(t, func(cfg map[string]any) {
 				cfg["ggcore"].(map[string]any)["deploymentPollSeconds"] = 1
 			})

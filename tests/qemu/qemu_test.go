@@ -447,3 +447,46 @@ func (v *vm) firstConnection(t testing.TB, b *bundle) time.Duration {
 	t.Fatalf("no device connection accepted within %v:\n%s", bootTimeout, v.console)
 	return 0
 }
+
+// guestCloud is ggcloud on the host's 127.0.0.1 (the guest's 10.0.2.2)
+// with the fleet of b registered.
+type guestCloud struct {
+	bin, data string
+	// groupID is the fleet's group.
+	groupID string
+}
+
+// startGuestCloud builds and starts ggcloud for the fleet b and registers
+// the fleet in it, as `make run` does.
+func startGuestCloud(t *testing.T, b *bundle) *guestCloud {
+	t.Helper()
+	c := &guestCloud{bin: filepath.Join(t.TempDir(), "ggcloud"), data: filepath.Join(t.TempDir(), "ggcloud")}
+	goBuild(t, c.bin, "./tools/ggcloud", "")
+	run(t, e.ggprov, "ggcloud-cert", "--dir", b.dir, "--host", "10.0.2.2", "--host", "127.0.0.1")
+	port := testtool.FreePort(t)
+	cloud := testtool.StartProcess(t, exec.Command(c.bin, "--data", c.data, "serve",
+		"--listen", "127.0.0.1:"+strconv.Itoa(port), "--mqtt-listen", "127.0.0.1:"+strconv.Itoa(testtool.FreePort(t)),
+		"--cert", filepath.Join(b.dir, "ggcloud", "server.cert.pem"), "--key", filepath.Join(b.dir, "ggcloud", "server.key.pem")))
+	if !cloud.WaitFor("ggcloud ready", 0) {
+		t.Fatalf("ggcloud not ready: %v\n%s", cloud.Err(), cloud.Output)
+	}
+	t.Cleanup(func() { _ = cloud.Stop() })
+	run(t, e.ggprov, "register", "--dir", b.dir, "--ggcloud-data", c.data, "--ggcloud", "10.0.2.2:"+strconv.Itoa(port))
+	var group struct{ GroupId string }
+	groupJSON, err := os.ReadFile(filepath.Join(b.dir, "write", "deployment", "group", "group.json"))
+	if err != nil || json.Unmarshal(groupJSON, &group) != nil || group.GroupId == "" {
+		t.Fatalf("the bundle's group.json: %v", err)
+	}
+	c.groupID = group.GroupId
+	return c
+}
+
+// cli runs a ggcloud admin command and returns its output.
+func (c *guestCloud) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(c.bin, append([]string{"--data", c.data}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ggcloud %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
