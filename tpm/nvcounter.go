@@ -20,7 +20,7 @@ const CounterIndex uint32 = 0x01500016
 // NV write), so a target far above the counter would wear the TPM out.
 const MaxCounterTarget uint64 = 65535
 
-// ErrNotCounter: the NV index exists but is not a counter that ggcore
+// ErrNotCounter means the NV index exists but is not a counter that ggcore
 // can read and increment with an empty authorization value.
 var ErrNotCounter = errors.New("NV index is not a counter usable with empty authorization")
 
