@@ -31,7 +31,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -88,11 +87,7 @@ func SystemDisk(dev string) Disk {
 	if fi, err := os.Stat(dev); err == nil && fi.IsDir() {
 		return Disk{State: filepath.Join(dev, "state"), A: filepath.Join(dev, "A"), B: filepath.Join(dev, "B")}
 	}
-	sep := ""
-	if dev != "" && strings.ContainsAny(dev[len(dev)-1:], "0123456789") {
-		sep = "p"
-	}
-	return Disk{State: dev + sep + "1", A: dev + sep + "2", B: dev + sep + "3"}
+	return Disk{State: slot.Partition(dev, 1), A: slot.Partition(dev, 2), B: slot.Partition(dev, 3)}
 }
 
 // Counter is the TPM's monotonic counter of security versions

@@ -212,6 +212,16 @@ func Open(path string) (*Store, error) {
 	return &Store{f: f, index: -1}, nil
 }
 
+// Partition names partition n of the block device disk: "/dev/vdb" and 1
+// give "/dev/vdb1"; a device whose name ends in a digit takes a "p" before
+// the number ("/dev/mmcblk0p1", "/dev/nvme0n1p1").
+func Partition(disk string, n int) string {
+	if disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9' {
+		return disk + "p" + strconv.Itoa(n)
+	}
+	return disk + strconv.Itoa(n)
+}
+
 // ParseLocation parses where the state is, as ggcore.state= on the kernel
 // command line says it: a device (or file), or DEVICE@OFFSET for a state
 // kept at a byte offset of a device outside any partition (an SD card

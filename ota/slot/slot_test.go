@@ -358,3 +358,24 @@ func TestParseLocation(t *testing.T) {
 		}
 	}
 }
+
+func TestPartition(t *testing.T) {
+	tests := []struct {
+		disk string
+		n    int
+		want string
+	}{
+		{"/dev/vdb", 1, "/dev/vdb1"},
+		{"/dev/vdb", 3, "/dev/vdb3"},
+		{"/dev/sda", 2, "/dev/sda2"},
+		{"/dev/mmcblk0", 1, "/dev/mmcblk0p1"},
+		{"/dev/mmcblk1", 3, "/dev/mmcblk1p3"},
+		{"/dev/nvme0n1", 1, "/dev/nvme0n1p1"},
+		{"/dev/loop7", 2, "/dev/loop7p2"},
+	}
+	for _, tt := range tests {
+		if got := Partition(tt.disk, tt.n); got != tt.want {
+			t.Errorf("Partition(%q, %d) = %q, want %q", tt.disk, tt.n, got, tt.want)
+		}
+	}
+}

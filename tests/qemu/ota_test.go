@@ -407,3 +407,106 @@ func TestOtaUpdate(t *testing.T) {
 		})
 	}
 }
+
+// hangTrial is the state armHangTrial leaves: slot B on trial with a core
+// that hangs.
+var hangTrial = slot.State{Active: slot.A, Trial: slot.B, TriesLeft: slot.DefaultTries, Deployment: "d-hang",
+	TrialVersion: "1.1.0-hang", TrialSecurityVersion: 2}
+
+// hangRelease is a signed release (same key, kernel and compatible as slot
+// A) whose initramfs runs gginit with a /bin/ggcore that starts and then
+// hangs: alive for ever, never healthy, never committing.
+func (s *otaSystem) hangRelease(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hang\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(`// Command hang stands in for a ggcore that hangs.
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+func main() {
+	fmt.Println("hang: started; never healthy")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+`), 0o644)
+	bins := map[string]string{"gginit": "./initramfs/cmd/gginit", "ggcore": "."}
+	data := map[string][]byte{}
+	for name, pkg := range bins {
+		out := filepath.Join(dir, name)
+		build := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+		build.Dir = e.root
+		if pkg == "." {
+			build.Dir = src
+		}
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+s.arch, "GOFLAGS=")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", name, err, out)
+		}
+		data[name], _ = os.ReadFile(out)
+	}
+	var cpio bytes.Buffer
+	if err := sysdisk.WriteCPIO(&cpio, []sysdisk.File{sysdisk.Console, {Path: "init", Mode: 0o755, Data: data["gginit"]},
+		{Path: "bin/ggcore", Mode: 0o755, Data: data["ggcore"]},
+		{Path: "etc/gginit/build-time", Mode: 0o644, Data: []byte(strconv.FormatInt(time.Now().Unix(), 10) + "\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(dir, "hang.cpio")
+	if err := os.WriteFile(initrd, cpio.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	board := map[string]string{"amd64": "qemu-q35", "arm64": "qemu-virt"}[s.arch]
+	rel := filepath.Join(dir, "hang.rel")
+	run(t, e.ggprov, "release", "sign", "--kernel", s.kernel, "--initramfs", initrd, "--arch", s.arch, "--board", board,
+		"--flavor", "tpm", "--version", hangTrial.TrialVersion, "--security-version", "2", "--key", s.key, "--out", rel)
+	return rel
+}
+
+// TestOtaHang arms slot B with a release whose ggcore hangs (alive, never
+// healthy): gginit pets the watchdog only for the trial window, so the
+// watchdog resets each try; after three tries slot A boots and the state
+// holds the failure.
+func TestOtaHang(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			s := systemImage(t, arch)
+			b := provision(t, "file")
+			disk := s.newDisk(t)
+			s.armBadTrial(t, disk, s.hangRelease(t))
+			saveState(t, disk, hangTrial)
+			v := boot(t, arch, s.ggboot, s.kernel, b.disk(t, nil), "", "GGCORE_QEMU_REBOOT=1", "GGCORE_SYSTEM_DISK="+disk,
+				"GGCORE_QEMU_APPEND=ggcore.trialwindow=5 ggcore.watchdog=10")
+			first := v.waitFor(t, "ggboot: slot B trial 1 of 3, version 1.1.0-hang sv 2", bootTimeout)
+			v.waitFor(t, "hang: started; never healthy", bootTimeout)
+			v.waitFor(t, "gginit: trial boot not committed within 5 s; letting the watchdog reset the machine", bootTimeout)
+			v.waitFor(t, "ggboot: slot B trial 3 of 3", otaTimeout)
+			back := v.waitFor(t, "ggboot: slot A committed", otaTimeout)
+			ready := v.waitFor(t, "ggcore ready", bootTimeout)
+			t.Logf("%s: hung trial to back on slot A: %v (to ggcore ready on slot A: %v)", arch,
+				(back - first).Round(time.Millisecond), (ready - first).Round(time.Millisecond))
+			c := v.console.String()
+			if strings.Contains(c, "trial 4 of") {
+				t.Errorf("slot B was tried more than 3 times:\n%s", c)
+			}
+			if n := strings.Count(c, "letting the watchdog reset the machine"); n != slot.DefaultTries {
+				t.Errorf("the trial window passed %d times, want %d (once a try):\n%s", n, slot.DefaultTries, c)
+			}
+			v.stop()
+			st := readState(t, disk)
+			if st.Active != slot.A || st.Trial != "" || st.Result == nil {
+				t.Fatalf("state after the hung trial = %+v, want slot A active, no trial, a result", st)
+			}
+			if r := st.Result; r.Status != slot.StatusFailure || r.Deployment != "d-hang" || r.Slot != slot.B ||
+				r.Version != "1.1.0-hang" || !strings.Contains(r.Reason, "did not become healthy in 3 boots") {
+				t.Fatalf("result = %+v, want Failure of d-hang, slot B, 1.1.0-hang, not healthy in 3 boots", *r)
+			}
+		})
+	}
+}

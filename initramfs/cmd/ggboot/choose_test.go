@@ -115,11 +115,3 @@ func TestSlotCmdline(t *testing.T) {
 		}
 	}
 }
-
-func TestPartition(t *testing.T) {
-	for disk, want := range map[string]string{"/dev/vdb": "/dev/vdb2", "/dev/mmcblk0": "/dev/mmcblk0p2", "/dev/nvme0n1": "/dev/nvme0n1p2"} {
-		if got := partition(disk, 2); got != want {
-			t.Errorf("partition(%s, 2) = %s, want %s", disk, got, want)
-		}
-	}
-}

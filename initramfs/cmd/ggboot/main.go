@@ -103,7 +103,7 @@ func prepare(line string) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	statePart, stateOffset, err := slot.ParseLocation(setting(args, "ggcore.state", partition(system, 1)))
+	statePart, stateOffset, err := slot.ParseLocation(setting(args, "ggcore.state", slot.Partition(system, 1)))
 	if err != nil {
 		return nil, err
 	}
@@ -126,9 +126,9 @@ func prepare(line string) (*prepared, error) {
 	sv := &slotVerifier{verifier: verifier, want: want, floor: floor, dir: partsDir, say: say,
 		device: func(s string) string {
 			if s == slot.B {
-				return partition(system, 3)
+				return slot.Partition(system, 3)
 			}
-			return partition(system, 2)
+			return slot.Partition(system, 2)
 		}}
 	c := &chooser{save: store.Save, verify: sv.verify, say: say, now: time.Now}
 	pl, err := c.choose(st)
@@ -181,15 +181,6 @@ func readCompatible(path string) (release.Compatible, error) {
 		return c, fmt.Errorf("%s: want {\"arch\",\"board\",\"flavor\"}: %v", path, err)
 	}
 	return c, nil
-}
-
-// partition names partition n of disk: /dev/vdb → /dev/vdb1,
-// /dev/mmcblk0 → /dev/mmcblk0p1.
-func partition(disk string, n int) string {
-	if disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9' {
-		return disk + "p" + strconv.Itoa(n)
-	}
-	return disk + strconv.Itoa(n)
 }
 
 // slotCmdline is the first stage's own command line without earlier slot

@@ -17,7 +17,16 @@
 //	ggcore.dns=10.0.2.3         with ggcore.ip: name servers, comma-separated
 //	ggcore.trial=1              set by ggboot on a trial boot of an A/B slot:
 //	                            the watchdog is petted only while ggcore
-//	                            runs, and an exit of ggcore reboots at once
+//	                            runs and until the trial window has passed
+//	                            uncommitted, and an exit of ggcore reboots
+//	                            at once
+//	ggcore.trialwindow=300      seconds a trial boot has to commit (must
+//	                            exceed ggcore.ota.healthDeadlineSeconds);
+//	                            committed = the slot state (ggcore.state=,
+//	                            else partition 1 of ggcore.system=) shows
+//	                            no trial and ggcore.slot= active
+//	ggcore.watchdog=60          the watchdog timeout in seconds (0: gginit
+//	                            leaves the watchdog alone)
 package main
 
 import (
@@ -61,7 +70,7 @@ func main() {
 		halt("cannot mount the kernel file systems: %v", err)
 	}
 	args := cmdline()
-	wd := startWatchdog(args["ggcore.trial"] == "1")
+	wd := startWatchdog(args)
 	loadModules()
 	// The network comes up beside the data partition and ggcore, not
 	// before them: ggcore listens on every address (or, see
