@@ -1,6 +1,7 @@
 // Package doccheck finds the packages of a Go module that have no package
-// doc comment, or whose comment does not begin "Package name"; its test
-// runs it over this module, so that `go test ./...` fails on such a package.
+// doc comment, or whose comment does not begin "Package name", and those a
+// document's layout table leaves out; its test runs it over this module,
+// so that `go test ./...` fails on such a package.
 package doccheck
 
 import (
@@ -39,7 +40,60 @@ func Check(root string) ([]Finding, error) {
 	ctx := build.Default
 	ctx.CgoEnabled = true
 	var findings []Finding
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err := walkDirs(root, func(dir string) error {
+		f, err := checkDir(&ctx, root, dir)
+		if f != nil {
+			findings = append(findings, *f)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("doccheck: %w", err)
+	}
+	return findings, nil
+}
+
+// Layout returns a Finding for every package of the module rooted at root
+// that the layout table of the Markdown file doc (relative to root) does
+// not list: a table row beginning "| `dir` |", dir relative to root.
+func Layout(root, doc string) ([]Finding, error) {
+	text, err := os.ReadFile(filepath.Join(root, doc))
+	if err != nil {
+		return nil, fmt.Errorf("doccheck: %w", err)
+	}
+	ctx := build.Default
+	ctx.CgoEnabled = true
+	var findings []Finding
+	err = walkDirs(root, func(dir string) error {
+		pkg, err := ctx.ImportDir(dir, 0)
+		var noGo *build.NoGoError
+		if errors.As(err, &noGo) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read package %s: %w", dir, err)
+		}
+		rel, err := filepath.Rel(root, dir)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if !strings.Contains(string(text), "\n| `"+rel+"` |") {
+			findings = append(findings, Finding{Dir: rel, Package: pkg.Name, Problem: "not in " + doc + "'s layout table"})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("doccheck: %w", err)
+	}
+	return findings, nil
+}
+
+// walkDirs calls fn with every directory of the module rooted at root
+// (root included) but those go ignores (testdata, vendor, names beginning
+// with "." or "_"), node_modules and nested modules.
+func walkDirs(root string, fn func(dir string) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -56,19 +110,8 @@ func Check(root string) ([]Finding, error) {
 				return filepath.SkipDir
 			}
 		}
-		f, err := checkDir(&ctx, root, path)
-		if err != nil {
-			return err
-		}
-		if f != nil {
-			findings = append(findings, *f)
-		}
-		return nil
+		return fn(path)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("doccheck: %w", err)
-	}
-	return findings, nil
 }
 
 // checkDir checks the package in dir, if there is one.

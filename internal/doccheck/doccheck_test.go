@@ -26,6 +26,49 @@ func TestModule(t *testing.T) {
 	}
 }
 
+// TestLayoutTables fails naming every package of this module that the
+// layout tables of README.md and docs/design.md leave out.
+func TestLayoutTables(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range []string{"README.md", "docs/design.md"} {
+		findings, err := Layout(root, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range findings {
+			t.Errorf("%s", f)
+		}
+	}
+}
+
+func TestLayout(t *testing.T) {
+	root := t.TempDir()
+	for path, data := range map[string]string{
+		"README.md":         "# x\n\n| dir | what |\n| --- | --- |\n| `lib` | a library |\n| `cmd/x` | a command |\n",
+		"lib/lib.go":        "// Package lib does one thing.\npackage lib\n",
+		"cmd/x/main.go":     "// Command x runs lib.\npackage main\n",
+		"new/new.go":        "// Package new is not in the table.\npackage new\n",
+		"lib/testdata/t.go": "package ignored\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, path), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	findings, err := Layout(root, "README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findings) != 1 || findings[0].Dir != "new" {
+		t.Errorf("findings %v; want only the package new", findings)
+	}
+}
+
 func TestCheck(t *testing.T) {
 	tests := []struct {
 		name  string

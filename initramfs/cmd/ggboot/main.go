@@ -40,6 +40,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ggcore/ggcore/initramfs/internal/pid1"
 	"github.com/ggcore/ggcore/ota/release"
 	"github.com/ggcore/ggcore/ota/slot"
 	"github.com/ggcore/ggcore/tpm"
@@ -58,9 +59,9 @@ const (
 )
 
 func main() {
-	start := uptime()
+	start := pid1.Uptime()
 	say("ggboot starting")
-	if err := mountKernelFS(); err != nil {
+	if err := pid1.MountAll(pid1.KernelFS); err != nil {
 		halt("cannot mount the kernel file systems: %v", err)
 	}
 	line, _ := os.ReadFile("/proc/cmdline")
@@ -73,7 +74,7 @@ func main() {
 	if err := kexecLoad(p.plan.Image, cmdline); err != nil {
 		halt("kexec load of slot %s: %v", p.plan.Slot, err)
 	}
-	say("kexec slot %s (first stage %.0f ms): %s", p.plan.Slot, (uptime()-start)*1000, cmdline)
+	say("kexec slot %s (first stage %.0f ms): %s", p.plan.Slot, (pid1.Uptime()-start)*1000, cmdline)
 	unix.Sync()
 	err = unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC)
 	halt("kexec of slot %s: %v", p.plan.Slot, err)
@@ -201,24 +202,6 @@ func slotCmdline(line string, p *plan) string {
 	return strings.Join(words, " ")
 }
 
-// parseCmdline returns the key=value words of a kernel command line.
-func parseCmdline(line string) map[string]string {
-	m := make(map[string]string)
-	for _, f := range strings.Fields(line) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-func setting(args map[string]string, key, def string) string {
-	if v := args[key]; v != "" {
-		return v
-	}
-	return def
-}
-
 func waitFor(path string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
@@ -274,41 +257,15 @@ func kexecLoad(img *image, cmdline string) error {
 	return err
 }
 
-func mountKernelFS() error {
-	for _, m := range []struct{ src, dst, fstype string }{
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-		{"devtmpfs", "/dev", "devtmpfs"},
-		{"tmpfs", "/run", "tmpfs"},
-	} {
-		if err := os.MkdirAll(m.dst, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
-		}
-	}
-	return nil
-}
+// console is this program's console (pid1.Console).
+var console = pid1.Console{Name: "ggboot"}
 
 // say writes one console line with the time since the kernel started.
-func say(format string, args ...any) {
-	fmt.Fprintf(os.Stdout, "[%10.6f] ggboot: %s\n", uptime(), fmt.Sprintf(format, args...))
-}
+func say(format string, args ...any) { console.Say(format, args...) }
 
-// halt says why nothing can be booted and waits for ever: PID 1 must not
-// exit (the kernel would panic and hide the reason).
-func halt(format string, args ...any) {
-	say("STOPPED: "+format, args...)
-	for {
-		time.Sleep(time.Hour)
-	}
-}
+// halt says why the boot cannot go on and waits for ever.
+func halt(format string, args ...any) { console.Halt(format, args...) }
 
-func uptime() float64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return 0
-	}
-	return float64(ts.Sec) + float64(ts.Nsec)/1e9
-}
+func parseCmdline(line string) map[string]string { return pid1.ParseCmdline(line) }
+
+func setting(args map[string]string, key, def string) string { return pid1.Setting(args, key, def) }

@@ -41,6 +41,8 @@ import (
 
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
+
+	"github.com/ggcore/ggcore/initramfs/internal/pid1"
 )
 
 // Paths inside the image.
@@ -66,10 +68,10 @@ const (
 func main() {
 	say("gginit starting (pid %d)", os.Getpid())
 	clockFloor()
-	if err := mountKernelFS(); err != nil {
+	if err := pid1.MountAll(append(pid1.KernelFS, pid1.Mount{Source: "tmpfs", Target: "/tmp", Type: "tmpfs"})); err != nil {
 		halt("cannot mount the kernel file systems: %v", err)
 	}
-	args := cmdline()
+	args := pid1.Cmdline()
 	wd := startWatchdog(args)
 	loadModules()
 	// The network comes up beside the data partition and ggcore, not
@@ -87,71 +89,6 @@ func main() {
 		halt("no config: %v; the data partition must hold config/config.json (ggimage disk writes it)", err)
 	}
 	supervise(wd)
-}
-
-// say writes one console line with the time since the kernel started.
-func say(format string, args ...any) {
-	fmt.Fprintf(os.Stdout, "[%10.6f] gginit: %s\n", uptime(), fmt.Sprintf(format, args...))
-}
-
-// halt says why the boot cannot go on and waits for ever: PID 1 must not
-// exit (the kernel would panic and hide the reason), and a loop would
-// scroll it away.
-func halt(format string, args ...any) {
-	say("STOPPED: "+format, args...)
-	for {
-		time.Sleep(time.Hour)
-	}
-}
-
-func uptime() float64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return 0
-	}
-	return float64(ts.Sec) + float64(ts.Nsec)/1e9
-}
-
-func mountKernelFS() error {
-	for _, m := range []struct{ src, dst, fstype string }{
-		{"proc", "/proc", "proc"},
-		{"sysfs", "/sys", "sysfs"},
-		{"devtmpfs", "/dev", "devtmpfs"},
-		{"tmpfs", "/tmp", "tmpfs"},
-		{"tmpfs", "/run", "tmpfs"},
-	} {
-		if err := os.MkdirAll(m.dst, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount(m.src, m.dst, m.fstype, unix.MS_NOSUID, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
-		}
-	}
-	return nil
-}
-
-// cmdline returns the kernel command line's key=value settings.
-func cmdline() map[string]string {
-	data, _ := os.ReadFile("/proc/cmdline")
-	return parseCmdline(string(data))
-}
-
-// parseCmdline returns the key=value words of a kernel command line.
-func parseCmdline(line string) map[string]string {
-	m := make(map[string]string)
-	for _, f := range strings.Fields(line) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-func setting(args map[string]string, key, def string) string {
-	if v := args[key]; v != "" {
-		return v
-	}
-	return def
 }
 
 // loadModules loads the modules the image lists, with their dependencies.
@@ -283,3 +220,16 @@ func exitReason(err error) string {
 	}
 	return err.Error()
 }
+
+// console is this program's console (pid1.Console).
+var console = pid1.Console{Name: "gginit"}
+
+// say writes one console line with the time since the kernel started.
+func say(format string, args ...any) { console.Say(format, args...) }
+
+// halt says why the boot cannot go on and waits for ever.
+func halt(format string, args ...any) { console.Halt(format, args...) }
+
+func parseCmdline(line string) map[string]string { return pid1.ParseCmdline(line) }
+
+func setting(args map[string]string, key, def string) string { return pid1.Setting(args, key, def) }
