@@ -122,7 +122,7 @@ bench: deps build
 	$(GO) test -run NONE -bench Boot -benchtime 5x -timeout 30m ./tests/qemu
 	$(BIN)/ggbench --ggprov $(BIN)/ggprov --ggcore $(BIN)/ggcore --soak $(SOAK)
 
-## powercut: cut QEMU's power at POINTS (default 100) random moments of a trial boot per arch; every next boot must reach a healthy slot
+## powercut: cut QEMU's power at POINTS (default 100) random moments of a trial boot and of an install, per arch; every next boot must reach a healthy slot
 POINTS ?= 100
 powercut: deps kernels
 	@mkdir -p $(BUILD); status=0; \

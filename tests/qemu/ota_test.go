@@ -122,6 +122,27 @@ func stateStore(t testing.TB, disk string) *slot.Store {
 
 // readState reads the slot state of a system disk (QEMU stopped) and
 // fails unless a valid copy holds it.
+// stateOrFresh is readState, or slot.Fresh() for a state with no valid
+// copy.
+func stateOrFresh(t testing.TB, disk string) slot.State {
+	t.Helper()
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	area := make([]byte, slot.Size)
+	if _, err := f.ReadAt(area, partitionOffset(t, disk, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// No valid copy: never written, or its first write torn; ggboot then
+	// boots slot A.
+	if st, _, _, ok := slot.Pick(area); ok {
+		return st
+	}
+	return slot.Fresh()
+}
+
 func readState(t testing.TB, disk string) slot.State {
 	t.Helper()
 	f, err := os.Open(disk)
@@ -507,6 +528,71 @@ func TestOtaHang(t *testing.T) {
 				r.Version != "1.1.0-hang" || !strings.Contains(r.Reason, "did not become healthy in 3 boots") {
 				t.Fatalf("result = %+v, want Failure of d-hang, slot B, 1.1.0-hang, not healthy in 3 boots", *r)
 			}
+		})
+	}
+}
+
+// TestOtaPowerCutInstall kills QEMU at random moments while the core
+// installs a release into the inactive slot (from the log line that
+// starts the install to a little past its end, when the trial is armed
+// and the core reboots). The running slot is never written and the slot
+// state changes in one write at the end, so every following boot must
+// reach a healthy slot: the old one, or the new release on trial. Each
+// cut point deploys a new release (security version one higher), since
+// the core leaves alone a release that already runs.
+func TestOtaPowerCutInstall(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			s := systemImage(t, arch)
+			b := provision(t, "tpm")
+			c := startGuestCloud(t, b)
+			dataDisk := b.disk(t, func(cfg map[string]any) {
+				cfg["ggcore"].(map[string]any)["deploymentPollSeconds"] = 1
+			})
+			system := s.newDisk(t)
+			var manifest struct{ Image string }
+			mj, _ := os.ReadFile(filepath.Join(e.build, "images", "ggcore-tpm-"+arch+".json"))
+			if err := json.Unmarshal(mj, &manifest); err != nil {
+				t.Fatal(err)
+			}
+			board := map[string]string{"amd64": "qemu-q35", "arm64": "qemu-virt"}[arch]
+			seed := uint64(time.Now().UnixNano())
+			rng := rand.New(rand.NewPCG(seed, 15))
+			points := powerCutPoints(t)
+			t.Logf("%s: %d cut points during installs, seed %d", arch, points, seed)
+			for i := range points {
+				version, sv := fmt.Sprintf("1.%d.0", i+1), strconv.Itoa(i+2)
+				rel := filepath.Join(t.TempDir(), version+".rel")
+				run(t, e.ggprov, "release", "sign", "--kernel", s.kernel, "--initramfs", filepath.Join(e.build, "images", manifest.Image),
+					"--arch", arch, "--board", board, "--flavor", "tpm", "--version", version, "--security-version", sv, "--key", s.key, "--out", rel)
+				v := boot(t, arch, s.ggboot, s.kernel, dataDisk, b.tpm.Dir, "GGCORE_QEMU_REBOOT=1", "GGCORE_SYSTEM_DISK="+system)
+				v.waitFor(t, "ggcore ready", otaTimeout)
+				if stateOrFresh(t, system).Trial != "" {
+					// The last cut armed a trial: the core installs nothing
+					// until it committed (or ggboot gave it up).
+					v.waitFor(t, "trial boot committed", otaTimeout)
+				}
+				c.cli(t, "group", "deploy", c.groupID, "--firmware", rel)
+				// The cut: a random moment of writing the slot, or of the
+				// core's stop for the reboot once the trial is armed.
+				marker, spread := "installing release", 2500
+				if rng.IntN(3) == 0 {
+					marker, spread = "the slot is armed for a trial boot", 1000
+				}
+				v.waitFor(t, marker, otaTimeout)
+				delay := time.Duration(rng.IntN(spread)) * time.Millisecond
+				time.Sleep(delay)
+				v.stop()
+				// A disk whose state was never written (the first install
+				// cut before it armed the trial) boots slot A, as ggboot does.
+				after := stateOrFresh(t, system)
+				v = boot(t, arch, s.ggboot, s.kernel, dataDisk, b.tpm.Dir, "GGCORE_QEMU_REBOOT=1", "GGCORE_SYSTEM_DISK="+system)
+				v.waitFor(t, "ggcore ready", otaTimeout)
+				v.stop()
+				t.Logf("%s cut %d: release %s, %q +%v: state after the cut %s; after the next boot %s",
+					arch, i+1, version, marker, delay, brief(after), brief(stateOrFresh(t, system)))
+			}
+			t.Logf("power cut during install %s: %d of %d cut points, every following boot reached a healthy slot", arch, points, points)
 		})
 	}
 }
