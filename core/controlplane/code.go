@@ -20,7 +20,8 @@ func (c *Client) GetFunctionCode(ctx context.Context, ref DeploymentRef, sha256 
 	const name = "GetFunctionCode"
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stalled := time.AfterFunc(c.stall, func() { cancel(fmt.Errorf("no data from the control plane for %s", c.stall)) })
+	errStalled := fmt.Errorf("no data from the control plane for %s", c.stall)
+	stalled := time.AfterFunc(c.stall, func() { cancel(errStalled) })
 	defer stalled.Stop()
 	path := "/greengrass/groups/" + url.PathEscape(ref.GroupId) + "/deployments/" + url.PathEscape(ref.DeploymentId) +
 		"/code/" + url.PathEscape(sha256)
@@ -30,7 +31,7 @@ func (c *Client) GetFunctionCode(ctx context.Context, ref DeploymentRef, sha256 
 	}
 	resp, err := c.download.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, stallCause(ctx, err))
+		return 0, fmt.Errorf("%s: %w", name, stallCause(ctx, errStalled, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -43,8 +44,10 @@ func (c *Client) GetFunctionCode(ctx context.Context, ref DeploymentRef, sha256 
 	}
 	body := &progressReader{r: resp.Body, progress: func() { stalled.Reset(c.stall) }}
 	n, err := io.Copy(w, io.LimitReader(body, max+1))
-	if err != nil {
-		return n, fmt.Errorf("%s: read answer: %w", name, stallCause(ctx, err))
+	// A stall cancels the request; the answer is cut short then even if
+	// the transport's read happened to end without an error.
+	if err != nil || context.Cause(ctx) == errStalled {
+		return n, fmt.Errorf("%s: read answer: %w", name, stallCause(ctx, errStalled, err))
 	}
 	if n > max {
 		return n, fmt.Errorf("%s: %w: more than %d bytes", name, ErrTooLarge, max)
@@ -66,10 +69,14 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// stallCause returns why ctx ended when it ended for a stall, else err.
-func stallCause(ctx context.Context, err error) error {
-	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled && ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", cause, err)
+// stallCause returns errStalled, with err when there is one, when ctx
+// ended for a stall, else err.
+func stallCause(ctx context.Context, errStalled, err error) error {
+	if context.Cause(ctx) != errStalled {
+		return err
 	}
-	return err
+	if err == nil {
+		return errStalled
+	}
+	return fmt.Errorf("%w (%w)", errStalled, err)
 }
