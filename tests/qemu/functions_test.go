@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -83,31 +82,7 @@ func TestTPMImageFunctionReadsSecret(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
-	sub := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, append(b.mosq(v, "display"), "-t", "fn/secret/#", "-q", "1", "-d")...)...)
-	stdout, _ := sub.StdoutPipe()
-	if err := sub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sub.Process.Kill(); sub.Wait() }()
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	for subscribed := false; !subscribed; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("mosquitto_sub ended before its SUBACK")
-			}
-			subscribed = strings.Contains(l, "received SUBACK")
-		case <-ctx.Done():
-			t.Fatalf("no SUBACK from the core within %v", guestTimeout)
-		}
-	}
+	lines := subscribe(ctx, t, b, v, "display", "-t", "fn/secret/#")
 	start = time.Now()
 	if out, err := exec.CommandContext(ctx, "mosquitto_pub", append(b.mosq(v, "sensor"), "-t", "secret/get/1", "-m", "{}", "-q", "1")...).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub as sensor: %v\n%s", err, out)

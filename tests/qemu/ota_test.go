@@ -120,30 +120,9 @@ func stateStore(t testing.TB, disk string) *slot.Store {
 	return st
 }
 
-// readState reads the slot state of a system disk (QEMU stopped) and
-// fails unless a valid copy holds it.
-// stateOrFresh is readState, or slot.Fresh() for a state with no valid
-// copy.
-func stateOrFresh(t testing.TB, disk string) slot.State {
-	t.Helper()
-	f, err := os.Open(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	area := make([]byte, slot.Size)
-	if _, err := f.ReadAt(area, partitionOffset(t, disk, 1)); err != nil {
-		t.Fatal(err)
-	}
-	// No valid copy: never written, or its first write torn; ggboot then
-	// boots slot A.
-	if st, _, _, ok := slot.Pick(area); ok {
-		return st
-	}
-	return slot.Fresh()
-}
-
-func readState(t testing.TB, disk string) slot.State {
+// diskState reads the slot state of a system disk (QEMU stopped): the
+// valid copy with the highest sequence, and whether there is one.
+func diskState(t testing.TB, disk string) (slot.State, bool) {
 	t.Helper()
 	f, err := os.Open(disk)
 	if err != nil {
@@ -155,6 +134,23 @@ func readState(t testing.TB, disk string) slot.State {
 		t.Fatal(err)
 	}
 	st, _, _, ok := slot.Pick(area)
+	return st, ok
+}
+
+// stateOrFresh is the disk's slot state, or slot.Fresh() when no copy is
+// valid (never written, or its first write torn): ggboot then boots slot A.
+func stateOrFresh(t testing.TB, disk string) slot.State {
+	t.Helper()
+	if st, ok := diskState(t, disk); ok {
+		return st
+	}
+	return slot.Fresh()
+}
+
+// readState is the disk's slot state; it fails unless a valid copy holds it.
+func readState(t testing.TB, disk string) slot.State {
+	t.Helper()
+	st, ok := diskState(t, disk)
 	if !ok {
 		t.Fatal("no valid slot state copy on the system disk")
 	}

@@ -327,31 +327,7 @@ func assertRouting(t testing.TB, b *bundle, v *vm) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
-	sub := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, append(b.mosq(v, "display"), "-t", "sensors/#", "-v", "-q", "1", "-d")...)...)
-	stdout, _ := sub.StdoutPipe()
-	if err := sub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sub.Process.Kill(); sub.Wait() }()
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	for subscribed := false; !subscribed; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatal("mosquitto_sub ended before its SUBACK")
-			}
-			subscribed = strings.Contains(l, "received SUBACK")
-		case <-ctx.Done():
-			t.Fatalf("no SUBACK from the core within %v", guestTimeout)
-		}
-	}
+	lines := subscribe(ctx, t, b, v, "display", "-t", "sensors/#", "-v")
 	pub := func(dev, topic, msg string) {
 		out, err := exec.CommandContext(ctx, "mosquitto_pub", append(b.mosq(v, dev), "-t", topic, "-m", msg, "-q", "1")...).CombinedOutput()
 		if err != nil {
@@ -489,4 +465,37 @@ func (c *guestCloud) cli(t *testing.T, args ...string) string {
 		t.Fatalf("ggcloud %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// subscribe runs mosquitto_sub as device in the guest's broker (QoS 1,
+// debug output, args added) until ctx ends, waits for its SUBACK, and
+// returns its output lines from then on.
+func subscribe(ctx context.Context, t testing.TB, b *bundle, v *vm, device string, args ...string) <-chan string {
+	t.Helper()
+	sub := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, append(append(b.mosq(v, device), args...), "-q", "1", "-d")...)...)
+	stdout, _ := sub.StdoutPipe()
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Process.Kill(); sub.Wait() })
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	for subscribed := false; !subscribed; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("mosquitto_sub ended before its SUBACK")
+			}
+			subscribed = strings.Contains(l, "received SUBACK")
+		case <-ctx.Done():
+			t.Fatalf("no SUBACK from the core within %v", guestTimeout)
+		}
+	}
+	return lines
 }
