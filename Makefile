@@ -110,7 +110,9 @@ SOAK ?= 10m
 # In order: router micro-benchmarks; TLS handshakes by key backend (file,
 # swtpm, SoftHSM2) and signatures per backend; MQTT server certificate
 # rotation per backend; the cloud spool; ggcloud discovery latency and
-# memory with 10,000 things; boots of the tpm image; then ggbench.
+# memory with 10,000 things; boots of the tpm image; then ggbench, on
+# ggcore built static as the tpm image ships it ($(BIN)/ggcore-static;
+# $(BIN)/ggcore is the cgo build the pkcs11 flavor needs).
 bench: deps build
 	$(GO) test -run NONE -bench . -benchmem ./core/router
 	$(GO) test -run NONE -bench Handshake -benchtime 2s ./tests/bench
@@ -120,7 +122,8 @@ bench: deps build
 	$(GO) test -run NONE -bench . ./core/spool
 	$(GO) test -run NONE -bench 'Discover|ServeMemory10k' -benchtime 3s ./tools/ggcloud
 	$(GO) test -run NONE -bench Boot -benchtime 5x -timeout 30m ./tests/qemu
-	$(BIN)/ggbench --ggprov $(BIN)/ggprov --ggcore $(BIN)/ggcore --soak $(SOAK)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ggcore-static ./core/cmd/ggcore
+	$(BIN)/ggbench --ggprov $(BIN)/ggprov --ggcore $(BIN)/ggcore-static --soak $(SOAK)
 
 ## powercut: cut QEMU's power at POINTS (default 100) random moments of a trial boot and of an install, per arch; every next boot must reach a healthy slot
 POINTS ?= 100

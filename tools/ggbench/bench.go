@@ -65,6 +65,7 @@ func bench(ctx context.Context, o *options, say func(string, ...any)) (rep repor
 			o.pubs, o.subs, o.messages, o.size, o.window),
 		"fanin: all publishers to sub0; fanout: pub0 to all subscribers; mesh: all to all. msgs/s = deliveries / (last delivery - first send); latency is send to delivery",
 		"QoS 0 publishers send back to back with no flow control, so QoS 0 latency is mostly queueing in the broker; a broker that bounds its queues drops instead (lost)",
+		fmt.Sprintf("ggcore binary measured: %s (%s)", o.ggcore, describeBuild(o.ggcore)),
 		"mochi: ggcore's engine (mochi-mqtt/server v2) bare, same TLS listener, profile, certificates and limits, no identity/routing/queueing hooks (see tools/ggbench/mochi.go)",
 	)
 	if o.heldPairs > 0 {

@@ -29,7 +29,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("ggbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.ggprov, "ggprov", "", "ggprov binary (default: go build it)")
-	fs.StringVar(&o.ggcore, "ggcore", "", "ggcore binary (default: go build it)")
+	fs.StringVar(&o.ggcore, "ggcore", "", "ggcore binary (default: go build it static, as the gateway image ships it)")
 	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "mosquitto binary (the baseline)")
 	brokers := fs.String("brokers", "mosquitto,mochi,ggcore", "brokers to measure, comma-separated, in order: mosquitto, mochi (ggcore's engine bare), ggcore")
 	qos := fs.String("qos", "0,1", "QoS levels, comma-separated")

@@ -7,7 +7,9 @@
 //
 // One invocation:
 //
-//  1. builds ggprov and ggcore (unless --ggprov / --ggcore name binaries)
+//  1. builds ggprov and ggcore (unless --ggprov / --ggcore name binaries;
+//     ggcore static, CGO_ENABLED=0 -trimpath -ldflags="-s -w", as the
+//     gateway's image ships it; the report says which build it measured)
 //     and provisions a fleet with `ggprov init`: a core, publishers
 //     pub0..pubN-1 and subscribers sub0..subM-1. It writes group.json
 //     subscriptions routing every publisher to every subscriber on
@@ -43,7 +45,7 @@
 // Flags:
 //
 //	--ggprov PATH        ggprov binary (default: go build it)
-//	--ggcore PATH        ggcore binary (default: go build it)
+//	--ggcore PATH        ggcore binary (default: go build it static)
 //	--mosquitto PATH     mosquitto binary (default /usr/sbin/mosquitto)
 //	--brokers LIST       brokers to measure, in order (default mosquitto,mochi,ggcore;
 //	                     mochi is ggcore's engine without ggcore's hooks, see mochi.go)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"debug/buildinfo"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -73,27 +76,74 @@ func (f *fleet) clientTLS() (func(device string) (*tls.Config, error), error) {
 }
 
 // buildTools builds ggprov and ggcore into dir with `go build`, for the
-// paths not given on the command line.
+// paths not given on the command line. ggcore is built the way the
+// gateway's image ships it (staticBuild): the memory figures are those of
+// the core a gateway runs.
 func buildTools(ctx context.Context, o *options, dir string, say func(string, ...any)) error {
 	for _, t := range []struct {
 		path *string
 		pkg  string
+		args []string
+		env  []string
 	}{
-		{&o.ggprov, "github.com/ggcore/ggcore/tools/ggprov"},
-		{&o.ggcore, "github.com/ggcore/ggcore/core/cmd/ggcore"},
+		{&o.ggprov, "github.com/ggcore/ggcore/tools/ggprov", nil, nil},
+		{&o.ggcore, "github.com/ggcore/ggcore/core/cmd/ggcore", staticBuild, []string{"CGO_ENABLED=0"}},
 	} {
 		if *t.path != "" {
 			continue
 		}
 		out := filepath.Join(dir, filepath.Base(t.pkg))
 		say("building %s", t.pkg)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, t.pkg)
+		cmd := exec.CommandContext(ctx, "go", slices.Concat([]string{"build"}, t.args, []string{"-o", out, t.pkg})...)
+		cmd.Env = append(os.Environ(), t.env...)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %w\n%s", t.pkg, err, b)
 		}
 		*t.path = out
 	}
 	return nil
+}
+
+// staticBuild is how the gateway's image builds ggcore (with
+// CGO_ENABLED=0): a static binary without symbols, as `make bench` builds
+// $(BIN)/ggcore-static.
+var staticBuild = []string{"-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
+
+// describeBuild says how the binary at path was built: cgo or not
+// (CGO_ENABLED in the build information Go embeds), statically or
+// dynamically linked (an ELF interpreter), stripped or not (a symbol
+// table), -trimpath, and the Go version. A file that is no Go ELF binary
+// is described as such.
+func describeBuild(path string) string {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "build unknown (" + err.Error() + ")"
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return "build unknown (" + err.Error() + ")"
+	}
+	defer f.Close()
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	linked := "statically linked"
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			linked = "dynamically linked"
+		}
+	}
+	parts := []string{"CGO_ENABLED=" + settings["CGO_ENABLED"] + ", " + linked}
+	if f.Section(".symtab") == nil {
+		parts = append(parts, "stripped")
+	} else {
+		parts = append(parts, "with symbols")
+	}
+	if settings["-trimpath"] == "true" {
+		parts = append(parts, "-trimpath")
+	}
+	return strings.Join(append(parts, info.GoVersion), ", ")
 }
 
 // provision runs `ggprov init` for a core named "core" and the given

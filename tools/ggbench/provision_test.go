@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -76,6 +79,39 @@ func TestRouteMeshErrors(t *testing.T) {
 			_, err := withSubscriptions([]byte(tt.group), tt.route)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// The report names the build it measured: static or cgo, as the binary's
+// own build information says, and says so when a file is no Go binary.
+func TestDescribeBuild(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		t.Fatal("the test binary has no build information")
+	}
+	want := "CGO_ENABLED="
+	for _, s := range info.Settings {
+		if s.Key == "CGO_ENABLED" {
+			want += s.Value
+		}
+	}
+	notGo := filepath.Join(t.TempDir(), "ggcore")
+	if err := os.WriteFile(notGo, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, path, want string }{
+		{"a Go binary", self, want},
+		{"a script", notGo, "build unknown"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := describeBuild(tt.path); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("describeBuild = %q, want it to start with %q", got, tt.want)
 			}
 		})
 	}
