@@ -5,7 +5,8 @@
 // sensitiveDataOrigin) under a persistent storage root key at SRKHandle
 // and are either kept as TSS2 PRIVATE KEY PEM files (the openssl tpm2
 // provider's format) or made persistent at a handle. One TPM value owns
-// one serialised connection; keys are loaded once and their handles
+// one serialised connection (through the kernel's resource manager, one
+// more per loaded key: see Load); keys are loaded once and their handles
 // reused for every signature.
 //
 // # Authorization
@@ -39,7 +40,8 @@
 // when a process dies, so Open flushes every transient object and
 // session it finds: ggcore must then be the only user of that TPM
 // (swtpm serves one client at a time anyway). Through /dev/tpmrm0 a
-// process sees only its own objects, so this flushes nothing of others.
+// connection starts with a space of its own, so Open flushes nothing
+// there.
 //
 // # Key files
 //
@@ -65,6 +67,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +99,13 @@ var errClosed = errors.New("TPM connection closed")
 // use; commands are sent one at a time.
 type TPM struct {
 	device string
+	dev    keyspec.TPMDevice
+	// managed: dev is behind the kernel's resource manager, and each
+	// wrapped key is loaded in a connection (a space) of its own, in
+	// spaces (see Load).
+	managed bool
+
+	spaces []*TPM // guarded by mu
 
 	mu      sync.Mutex // serialises every command and guards what follows
 	tr      transport.TPMCloser
@@ -126,8 +137,8 @@ func open(device string, first time.Duration) (*TPM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm: open %s: %w", d, err)
 	}
-	t := &TPM{device: d.String(), tr: tr, loaded: map[[32]byte]*Key{}}
-	if err := t.start(); err != nil {
+	t := &TPM{device: d.String(), dev: d, managed: resourceManaged(d), tr: tr, loaded: map[[32]byte]*Key{}}
+	if err := t.start(t.managed); err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("tpm: open %s: %w", d, err)
 	}
@@ -135,8 +146,25 @@ func open(device string, first time.Duration) (*TPM, error) {
 }
 
 // start readies a fresh connection: TPM2_Startup if needed, leftovers
-// flushed, SRK present.
-func (t *TPM) start() error {
+// flushed, SRK present. A connection through the kernel's resource
+// manager (managed) starts with a space of its own, in which there is
+// nothing to flush: the SRK's read is its first command.
+func (t *TPM) start(managed bool) error {
+	if managed {
+		err := t.ensureSRK()
+		switch {
+		case err == nil:
+			return nil
+		case !isTPMError(err):
+			return fmt.Errorf("%w: %w", ErrUnreachable, err)
+		case !errors.Is(err, tpm2.TPMRCInitialize):
+			return err
+		}
+		if _, err := (tpm2.Startup{StartupType: tpm2.TPMSUClear}).Execute(t.tr); err != nil {
+			return fmt.Errorf("TPM2_Startup: %w", err)
+		}
+		return t.ensureSRK()
+	}
 	if err := t.flushLeftovers(); err != nil {
 		if !isTPMError(err) {
 			// Nothing sensible came back from the first command.
@@ -153,6 +181,13 @@ func (t *TPM) start() error {
 		}
 	}
 	return t.ensureSRK()
+}
+
+// resourceManaged reports a device behind the kernel's resource manager
+// (/dev/tpmrmN), which gives each open file its own space of objects and
+// sessions, flushed when the file is closed.
+func resourceManaged(d keyspec.TPMDevice) bool {
+	return d.Network == keyspec.TPMNetworkDevice && strings.HasPrefix(filepath.Base(d.Address), "tpmrm")
 }
 
 // flushLeftovers flushes transient objects and sessions that a previous
@@ -275,7 +310,16 @@ func (t *TPM) Close() error {
 		return nil
 	}
 	var errs []error
+	for _, sp := range t.spaces {
+		if err := sp.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t.spaces = nil
 	for _, k := range t.loaded {
+		if k.t != t {
+			continue // in a space of its own, closed above
+		}
 		if k.handle != 0 {
 			if _, err := (tpm2.FlushContext{FlushHandle: k.handle}).Execute(t.tr); err != nil {
 				errs = append(errs, fmt.Errorf("flush key 0x%08x: %w", uint32(k.handle), err))
@@ -393,6 +437,13 @@ func template(kt keyspec.Type, u keyspec.Usage) (tpm2.TPMTPublic, error) {
 
 // Load loads a wrapped key and keeps it loaded until Close.
 // Loading the same blob again returns the same Key.
+//
+// Through the kernel's resource manager (/dev/tpmrmN) each key is loaded
+// in a connection of its own. The manager loads every object of a
+// connection's space before each command and saves and flushes them all
+// after it, so keys sharing one connection would cost each other two or
+// three TPM commands on every signature, and a third key would not even
+// load beside the SRK in a TPM with three object slots (swtpm's).
 func (t *TPM) Load(b *Blob) (*Key, error) {
 	k, err := newKeyFromBlob(b)
 	if err != nil {
@@ -407,15 +458,43 @@ func (t *TPM) Load(b *Blob) (*Key, error) {
 	if old := t.loaded[id]; old != nil {
 		return old, nil
 	}
-	h, err := t.loadBlob(b, k.name)
+	owner := t
+	if t.managed {
+		sp, err := t.newSpace()
+		if err != nil {
+			return nil, fmt.Errorf("tpm: load key: %w", err)
+		}
+		owner = sp
+	}
+	// A new space is not shared yet: loading in it needs no lock of its own.
+	h, err := owner.loadBlob(b, k.name)
 	if err != nil {
+		if owner != t {
+			owner.tr.Close()
+		}
 		return nil, fmt.Errorf("tpm: load key: %w", err)
 	}
-	k.t, k.handle, k.last = t, h, h
-	t.tick++
-	k.lastUse = t.tick
+	k.t, k.handle, k.last = owner, h, h
+	owner.tick++
+	k.lastUse = owner.tick
+	owner.loaded[id] = k
 	t.loaded[id] = k
+	if owner != t {
+		t.spaces = append(t.spaces, owner)
+	}
 	return k, nil
+}
+
+// newSpace opens another connection to t's resource-managed device for
+// one key; it shares t's SRK (persistent, seen by every connection). The
+// caller holds t.mu.
+func (t *TPM) newSpace() (*TPM, error) {
+	tr, err := openTransport(t.dev, firstCommandTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", t.dev, err)
+	}
+	return &TPM{device: t.device, dev: t.dev, managed: true, tr: tr, srkPub: t.srkPub, srkName: t.srkName,
+		loaded: map[[32]byte]*Key{}}, nil
 }
 
 // blobID identifies a wrapped key, so that loading it twice returns the

@@ -70,10 +70,12 @@ type core struct {
 // config, key, certificate or group stops the core with an error that
 // names the JSON path or file, and nothing is changed on disk.
 func start(configPath string, log *slog.Logger) (_ *core, err error) {
+	tr := newStartupTrace(log)
 	cfg, err := config.LoadConfig(configPath)
 	if err != nil {
 		return nil, err
 	}
+	tr.step("config read")
 	store := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device, PKCS11: cfg.Crypto.PKCS11})
 	defer func() {
 		if err != nil {
@@ -90,34 +92,45 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if profile == tlsconf.Compat {
 		log.Warn("tlsProfile compat: serving TLS 1.0/1.1, CBC and RSA key exchange for legacy devices; use strict unless a device needs it")
 	}
-	// The keys open in the background while the CAs, the group and the
-	// broker's session store are read: a TPM or token answers one command
-	// at a time (tens of milliseconds each on an emulated machine), and
-	// the rest needs no key. The checks still fail in the order below,
-	// and nothing is bound before all of them have passed.
+	// The keys, the broker's session store, and the CAs with the group
+	// are opened side by side: a TPM or token answers one command at a
+	// time (milliseconds each on an emulated machine), the store is read
+	// through, and none needs another. The checks still fail in the order
+	// below, and nothing is bound before all of them have passed; a
+	// refused start removes the store it opened (openSessions' undo).
 	var ps principals
 	keysOpened := make(chan error, 1)
 	go func() {
 		var err error
-		ps, err = openPrincipals(cfg, store, log)
+		ps, err = openPrincipals(cfg, store, log, tr)
 		keysOpened <- err
 	}()
-	clientCAs, caErr := loadCAPool(cfg.Crypto.CAPath)
-	g, bg, groupErr := loadGroup(cfg)
 	sessions := persistence(cfg)
-	var sessionsErr error
-	if caErr == nil && groupErr == nil {
-		var undo func()
-		undo, sessionsErr = openSessions(sessions, log)
-		defer func() {
-			if err != nil {
-				undo()
-			}
-		}()
+	type opened struct {
+		undo func()
+		err  error
 	}
+	sessionsOpened := make(chan opened, 1)
+	go func() {
+		undo, err := openSessions(sessions, log)
+		tr.step("session store opened")
+		sessionsOpened <- opened{undo, err}
+	}()
+	clientCAs, caErr := loadCAPool(cfg.Crypto.CAPath)
+	tr.step("CAs read")
+	g, bg, groupErr := loadGroup(cfg)
+	tr.step("group read")
+	so := <-sessionsOpened
+	defer func() {
+		if err != nil {
+			so.undo()
+		}
+	}()
+	sessionsErr := so.err
 	if err := <-keysOpened; err != nil {
 		return nil, err
 	}
+	tr.step("keys opened")
 	warnSecretsFallback(cfg, ps, log)
 	if caErr != nil {
 		return nil, fmt.Errorf("crypto.caPath: %w", caErr)
@@ -129,6 +142,7 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	c := &core{log: log, cfg: cfg, keys: store, profile: profile, reboot: make(chan string, 1)}
 	c.ota = newOTA(cfg, store, ps.iot, log)
 	c.clock = newClock(cfg, ps.iot, clientCAs, c.clockStepped, log)
+	tr.step("control plane, OTA and clock set up")
 	getCertificate, hardwareKey, err := c.serverCertificate(store, ps, cloud)
 	if err != nil {
 		return nil, err
@@ -147,6 +161,7 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	}
 	c.groupID, c.devices, c.subscriptions = g.GroupId, len(g.Devices), len(g.Subscriptions)
 	c.openSecrets(ps, g)
+	tr.step("TLS and secrets set up")
 
 	var upstreamFn broker.Upstream
 	if ct := cfg.CoreThing; ct.IotHost != "" {
@@ -192,16 +207,19 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("coreThing.ggMqttPort: listen on %s: %w", addr, err)
 	}
+	tr.step("listening")
 	b, err := broker.New(broker.Options{Listener: ln, TLS: tlsCfg, Logger: log, Upstream: upstreamFn,
 		Persistence: sessions, Limits: brokerLimits(cfg)}, bg)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
+	tr.step("broker made")
 	if err := b.Start(); err != nil {
 		ln.Close()
 		return nil, err
 	}
+	tr.step("broker started")
 	c.broker = b
 	if err := c.switchFunctions(g); err != nil {
 		b.Close()

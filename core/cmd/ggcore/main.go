@@ -45,8 +45,9 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "/greengrass/config/config.json", "path of config.json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	waitFD := fs.Int("wait-fd", -1, "before reading anything, wait until this inherited file descriptor reaches end of file (gginit closes it once the data partition is mounted)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ggcore [--config PATH] [--log-level LEVEL]\n\n")
+		fmt.Fprintf(stderr, "usage: ggcore [--config PATH] [--log-level LEVEL] [--wait-fd N]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +67,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log.Debug("ggcore starting", "uptime", uptime())
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
@@ -76,6 +78,13 @@ func run(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	if *waitFD >= 0 {
+		if err := waitGate(ctx, *waitFD); err != nil {
+			log.Error("ggcore cannot start", "error", err)
+			return 1
+		}
+		log.Debug("startup", "step", "data partition ready", "uptime", uptime())
+	}
 	began := time.Now()
 	c, err := start(*configPath, log)
 	if err != nil {
@@ -121,5 +130,31 @@ func run(args []string, stderr io.Writer) int {
 				last = s
 			}
 		}
+	}
+}
+
+// waitGate waits until file descriptor fd, inherited from gginit (the
+// read end of a pipe), reaches end of file: gginit starts ggcore while it
+// mounts the data partition, and closes the pipe's other end once the
+// partition is ready. A signal that stops ggcore ends the wait.
+func waitGate(ctx context.Context, fd int) error {
+	f := os.NewFile(uintptr(fd), "gate")
+	if f == nil {
+		return fmt.Errorf("--wait-fd %d: not an open file descriptor", fd)
+	}
+	defer f.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, f)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("--wait-fd %d: %w", fd, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("--wait-fd %d: stopped by a signal while waiting", fd)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/ggcore/ggcore/core/config"
@@ -32,37 +33,58 @@ type principals struct {
 
 // openPrincipals opens every configured key once, so that a missing, weak
 // or wrong-type key, a wrong PIN or an unreachable TPM stops the core at
-// start with the principal's JSON path.
-func openPrincipals(cfg *config.Config, store *keys.Store, log *slog.Logger) (principals, error) {
+// start with the principal's JSON path. The keys open side by side: what
+// each costs besides its store's commands (reading and parsing the file,
+// checking the public key) overlaps, and a store serialises its own
+// commands. Errors come in the principals' order.
+func openPrincipals(cfg *config.Config, store *keys.Store, log *slog.Logger, tr *startupTrace) (principals, error) {
 	p := cfg.Crypto.Principals
 	var ps principals
-	var errs []error
-	for _, k := range []struct {
+	wanted := []struct {
 		name, ref string
 		key       *crypto.Signer
 	}{
 		{"IoTCertificate", p.IoTCertificate.PrivateKey, &ps.iot},
 		{"MQTTServerCertificate", p.MQTTServerCertificate.PrivateKey, &ps.mqttServer},
 		{"SecretsManager", p.SecretsManager.PrivateKey, &ps.secrets},
-	} {
+	}
+	opened := make([]struct {
+		signer crypto.Signer
+		err    error
+	}, len(wanted))
+	var wg sync.WaitGroup
+	for i, k := range wanted {
 		if k.ref == "" {
 			continue
 		}
-		signer, err := store.Open(k.ref)
-		if err == nil {
-			err = keys.CheckKey(k.name, signer)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("crypto.principals.%s.privateKeyPath: %w", k.name, err))
-			continue
-		}
-		log.Info("key opened", "principal", k.name, "store", keys.StoreOf(signer), "type", keys.Describe(signer.Public()))
-		*k.key = signer
+		wg.Go(func() {
+			signer, err := store.Open(k.ref)
+			if err == nil {
+				err = keys.CheckKey(k.name, signer)
+			}
+			opened[i].signer, opened[i].err = signer, err
+			tr.step("key opened", "principal", k.name)
+		})
 	}
+	var errs []error
 	if _, err := pki.ReadCertificates(p.IoTCertificate.CertificatePath); err != nil {
 		errs = append(errs, fmt.Errorf("crypto.principals.IoTCertificate.certificatePath: %w", err))
 	}
-	return ps, errors.Join(errs...)
+	wg.Wait()
+	var keyErrs []error
+	for i, k := range wanted {
+		if k.ref == "" {
+			continue
+		}
+		if err := opened[i].err; err != nil {
+			keyErrs = append(keyErrs, fmt.Errorf("crypto.principals.%s.privateKeyPath: %w", k.name, err))
+			continue
+		}
+		signer := opened[i].signer
+		log.Info("key opened", "principal", k.name, "store", keys.StoreOf(signer), "type", keys.Describe(signer.Public()))
+		*k.key = signer
+	}
+	return ps, errors.Join(append(keyErrs, errs...)...)
 }
 
 // warnSecretsFallback says when SecretsManager is unset and, as in v1,

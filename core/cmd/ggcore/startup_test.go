@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -71,4 +72,38 @@ func TestRefusedStartLeavesNoSessionStore(t *testing.T) {
 			t.Errorf("the session store is not kept after a start: %v", err)
 		}
 	})
+}
+
+// TestWaitFD: with --wait-fd ggcore reads nothing (here: its config)
+// until the inherited descriptor reaches end of file, as gginit has it
+// while it mounts the data partition.
+func TestWaitFD(t *testing.T) {
+	dir := bundle(t)
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var stderr bytes.Buffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run([]string{"--config", cfg, "--wait-fd", strconv.Itoa(int(r.Fd()))}, &stderr)
+	}()
+	// The config appears only now, and is refused: ggcore read it after
+	// the gate opened, not before (that would be "no such file").
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bytes.Replace(data, []byte(`"ggMqttPort"`), []byte(`"ggMqttPort": 70000, "x"`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if code := <-exited; code != 1 {
+		t.Fatalf("exit %d, want 1; log:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "coreThing.ggMqttPort") {
+		t.Fatalf("ggcore did not wait for the gate before reading its config:\n%s", stderr.String())
+	}
 }

@@ -1,10 +1,11 @@
 // Command gginit is PID 1 of the ggcore firmware image. It raises a clock
 // that is before the image's build time to it, mounts the kernel's file
-// systems, loads the kernel modules the image lists, mounts the data
-// partition at /greengrass and starts ggcore with
-// /greengrass/config/config.json, restarting it with backoff when it
-// exits; meanwhile it brings the network up (DHCP unless the kernel
-// command line gives a static address). Every step is written to the
+// systems, loads the kernel modules the image lists, starts ggcore with
+// /greengrass/config/config.json and, while ggcore loads, brings the
+// network up (DHCP unless the kernel command line gives a static
+// address) and mounts the data partition at /greengrass, which ggcore
+// waits for (--wait-fd). It restarts ggcore with backoff when it exits.
+// Every step is written to the
 // console with the time since the kernel started; a step that cannot be
 // done says why and waits, rather than crash-looping.
 //
@@ -27,6 +28,10 @@
 //	                            no trial and ggcore.slot= active
 //	ggcore.watchdog=60          the watchdog timeout in seconds (0: gginit
 //	                            leaves the watchdog alone)
+//	ggcore.loglevel=debug       ggcore's --log-level (debug logs each step
+//	                            of its start with the time since boot)
+//	GODEBUG=...                 passed on to ggcore (inittrace=1 prints
+//	                            what its package initialisation costs)
 package main
 
 import (
@@ -52,6 +57,8 @@ const (
 	ggcoreBin   = "/bin/ggcore"
 	modulesList = "/etc/gginit/modules" // kernel modules to load: a line a group, names in order
 	softhsmConf = dataDir + "/config/softhsm2.conf"
+	// softhsmModule is in the pkcs11 flavor's image only.
+	softhsmModule = "/usr/lib/softhsm/libsofthsm2.so"
 )
 
 // defaultDisk is the data partition unless ggcore.disk names another.
@@ -74,21 +81,55 @@ func main() {
 	args := pid1.Cmdline()
 	wd := startWatchdog(args)
 	loadModules()
-	// The network comes up beside the data partition and ggcore, not
-	// before them: ggcore listens on every address (or, see
-	// allowNonlocalBind, on one not assigned yet) and its cloud side
+	disk := setting(args, "ggcore.disk", defaultDisk)
+	// ggcore starts first, and the network and the data partition come
+	// up beside it: loading ggcore's 11 MB binary and initialising its
+	// packages take longer under emulation than the mount (an ext4
+	// journal replay after a power cut), and ggcore waits for the mount
+	// (supervise's gate) before it reads anything from the partition.
+	// The network does not delay ggcore at all: ggcore listens on every
+	// address (or, see allowNonlocalBind, on one not assigned yet, which
+	// startNetwork allows before the gate opens) and its cloud side
 	// retries, so a DHCP lease (~0.2 s under emulation, seconds on some
 	// networks) does not delay the local broker.
-	startNetwork(args)
-	disk := setting(args, "ggcore.disk", defaultDisk)
-	if err := mountData(disk); err != nil {
-		halt("no data partition: %v; attach the ggprov bundle's disk image as a virtio disk (QEMU: -drive file=data.img,if=virtio,format=raw)", err)
+	supervise(wd, ggcoreArgs(args), ggcoreEnv(), func() error {
+		startNetwork(args)
+		if err := mountData(disk); err != nil {
+			return fmt.Errorf("no data partition: %v; attach the ggprov bundle's disk image as a virtio disk (QEMU: -drive file=data.img,if=virtio,format=raw)", err)
+		}
+		say("data partition %s mounted at %s", disk, dataDir)
+		if _, err := os.Stat(configPath); err != nil {
+			return fmt.Errorf("no config: %v; the data partition must hold config/config.json (ggimage disk writes it)", err)
+		}
+		return nil
+	})
+}
+
+// ggcoreArgs are ggcore's arguments: the config, and the log level
+// ggcore.loglevel= names (debug also logs each step of ggcore's start
+// with the time since boot).
+func ggcoreArgs(args map[string]string) []string {
+	a := []string{"--config", configPath}
+	if level := args["ggcore.loglevel"]; level != "" {
+		a = append(a, "--log-level", level)
 	}
-	say("data partition %s mounted at %s", disk, dataDir)
-	if _, err := os.Stat(configPath); err != nil {
-		halt("no config: %v; the data partition must hold config/config.json (ggimage disk writes it)", err)
+	return a
+}
+
+// ggcoreEnv is ggcore's environment. GODEBUG given on the kernel command
+// line (which the kernel passes to init) reaches ggcore too:
+// GODEBUG=inittrace=1 prints what the Go runtime's package initialisation
+// costs. An image with SoftHSM2 (the pkcs11 flavor) points it at the
+// data partition's configuration, which names the token directory.
+func ggcoreEnv() []string {
+	env := []string{"PATH=/bin", "HOME=/tmp"}
+	if v, ok := os.LookupEnv("GODEBUG"); ok {
+		env = append(env, "GODEBUG="+v)
 	}
-	supervise(wd)
+	if _, err := os.Stat(softhsmModule); err == nil {
+		env = append(env, "SOFTHSM2_CONF="+softhsmConf)
+	}
+	return env
 }
 
 // loadModules loads the modules the image lists, with their dependencies.
@@ -153,19 +194,44 @@ func mountData(disk string) error {
 
 // supervise runs ggcore for ever, restarting it with backoff and saying
 // why each run ended. Its output goes to the console.
-func supervise(wd *watchdog) {
+//
+// The first run starts before the network and the data partition are up:
+// prepare brings them up while ggcore loads, and ggcore, started with
+// --wait-fd, reads nothing from the partition until gginit closes the
+// pipe it inherited. If prepare fails, ggcore is killed and the boot
+// stops with prepare's reason. Restarts find the partition mounted and do
+// not wait.
+func supervise(wd *watchdog, args, env []string, prepare func() error) {
 	backoff := firstBackoff
 	for run := 1; ; run++ {
-		say("starting ggcore (run %d): %s --config %s", run, ggcoreBin, configPath)
+		say("starting ggcore (run %d): %s %s", run, ggcoreBin, strings.Join(args, " "))
 		start := time.Now()
-		cmd := exec.Command(ggcoreBin, "--config", configPath)
+		cmd := exec.Command(ggcoreBin, args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		cmd.Env = []string{"PATH=/bin", "HOME=/tmp"}
-		if _, err := os.Stat(softhsmConf); err == nil {
-			cmd.Env = append(cmd.Env, "SOFTHSM2_CONF="+softhsmConf) // the pkcs11 flavor's token
+		cmd.Env = env
+		var gate *os.File
+		if run == 1 {
+			r, w, err := os.Pipe()
+			if err != nil {
+				halt("cannot make ggcore's start gate: %v", err)
+			}
+			cmd.ExtraFiles = []*os.File{r} // fd 3
+			cmd.Args = append(cmd.Args, "--wait-fd", "3")
+			gate = w
 		}
-		var err error
-		if err = cmd.Start(); err == nil {
+		err := cmd.Start()
+		if gate != nil {
+			cmd.ExtraFiles[0].Close()
+			if perr := prepare(); perr != nil {
+				if err == nil {
+					cmd.Process.Kill()
+					cmd.Wait()
+				}
+				halt("%v", perr)
+			}
+			gate.Close() // ggcore goes on
+		}
+		if err == nil {
 			wd.running.Store(true)
 			go reportMemory(cmd.Process.Pid, 10*time.Second)
 			err = cmd.Wait()

@@ -39,3 +39,15 @@ func TestExitReason(t *testing.T) {
 		})
 	}
 }
+
+func TestGGCoreArgs(t *testing.T) {
+	tests := []struct{ cmdline, want string }{
+		{"console=ttyS0 quiet", "--config /greengrass/config/config.json"},
+		{"quiet ggcore.loglevel=debug", "--config /greengrass/config/config.json --log-level debug"},
+	}
+	for _, tt := range tests {
+		if got := strings.Join(ggcoreArgs(parseCmdline(tt.cmdline)), " "); got != tt.want {
+			t.Errorf("ggcoreArgs(%q) = %q, want %q", tt.cmdline, got, tt.want)
+		}
+	}
+}
