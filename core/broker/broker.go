@@ -321,7 +321,8 @@ func New(o Options, g Group) (*Broker, error) {
 	// mochi consults OnSelectSubscribers only for topics that have a
 	// shared subscriber. These two subscriptions of a client that never
 	// connects give every topic one, so the routing hook sees every
-	// delivery: live publishes, will messages and $SYS alike.
+	// delivery: live publishes, will messages and $SYS alike. (Most live
+	// publishes never reach mochi's delivery: see publish.go.)
 	for _, f := range []string{"$share/ggcore/#", "$share/ggcore/$SYS/#"} {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}

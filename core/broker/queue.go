@@ -168,21 +168,19 @@ func (qs *queues) window(cl *mqtt.Client) int {
 // deliver takes a message for subscriber id from a publisher's goroutine.
 // It returns false when the subscriber has no queue in use (not
 // connected, nothing queued): mochi then handles it as for any session
-// that is not connected.
-func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscription) bool {
+// that is not connected. The direct publish path (direct) also leaves
+// mochi a subscriber that is connecting: its subscriptions may be
+// changing (publish.go).
+//
+// ids are the subscription's identifiers (subscriptionIDs), which the
+// entry shares and never modifies.
+func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscription, ids []int, direct bool) bool {
 	q := qs.get(id)
 	if q == nil {
 		return false
 	}
 	e := queued{msg: msg, qos: min(msg.FixedHeader.Qos, sub.Qos, qs.b.srv.Options.Capabilities.MaximumQos), size: entrySize(msg)}
-	e.fwdRetained, e.retainAsPublished = sub.FwdRetainedFlag, sub.RetainAsPublished
-	if len(sub.Identifiers) > 0 {
-		e.ids = make([]int, 0, len(sub.Identifiers))
-		for _, n := range sub.Identifiers {
-			e.ids = append(e.ids, n)
-		}
-		slices.Sort(e.ids)
-	}
+	e.fwdRetained, e.retainAsPublished, e.ids = sub.FwdRetainedFlag, sub.RetainAsPublished, ids
 	// A stored session's copy is encoded here, off q.mu, and submitted
 	// below, before the entry can leave the queue.
 	var rec *op
@@ -190,7 +188,7 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 		rec = qs.b.queuedRecord(id, &e)
 	}
 	q.mu.Lock()
-	if q.cl == nil && q.live == 0 && !q.connecting {
+	if (q.cl == nil && q.live == 0 && !q.connecting) || (direct && q.connecting) {
 		q.mu.Unlock()
 		return false
 	}
@@ -209,6 +207,21 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 	q.kickLocked(qs)
 	q.mu.Unlock()
 	return true
+}
+
+// subscriptionIDs returns the subscription identifiers a message matching
+// sub carries, sorted, as mochi's delivery sends them; nil for none. mochi
+// keeps an identifier of 0 for each filter that has none, which no
+// encoder writes; they are left out.
+func subscriptionIDs(sub packets.Subscription) []int {
+	var ids []int
+	for _, n := range sub.Identifiers {
+		if n > 0 {
+			ids = append(ids, n)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Clip(ids)
 }
 
 // admitLocked makes room for an entry of size bytes, dropping the oldest
@@ -674,7 +687,8 @@ func (qs *queues) forget(id string) {
 }
 
 // acked wakes cl's writer if it waits for room in its window, which an
-// acknowledgement may have made.
+// acknowledgement may have made (called from routingHook.OnPacketProcessed,
+// after mochi processed a PUBACK, PUBREC or PUBCOMP).
 func (qs *queues) acked(cl *mqtt.Client) {
 	if q := qs.get(cl.ID); q != nil && q.needAck.Load() && cl.State.Inflight.Len() <= int(q.wakeAt.Load()) &&
 		q.needAck.CompareAndSwap(true, false) {
@@ -738,7 +752,7 @@ func (h *queueHook) ID() string { return "ggcore-queues" }
 func (h *queueHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
-		mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnPublishDropped:
+		mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnPublishDropped:
 		return true
 	}
 	return false
@@ -770,13 +784,6 @@ func (h *queueHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 		}
 	}
 	return pk, nil
-}
-
-func (h *queueHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
-	switch pk.FixedHeader.Type {
-	case packets.Puback, packets.Pubrec, packets.Pubcomp:
-		h.qs.acked(cl)
-	}
 }
 
 // OnPublishDropped counts what mochi's own delivery (to a session not

@@ -23,7 +23,7 @@ func TestFullQueueDropsOldestQoS0First(t *testing.T) {
 		qos   byte
 	}{{"a", 0}, {"b", 1}, {"c", 0}, {"d", 1}, {"e", 1}, {"f", 1}} {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.qos}, TopicName: m.topic}
-		if !b.queues.deliver("c", &pk, packets.Subscription{Qos: 2}) {
+		if !b.queues.deliver("c", &pk, packets.Subscription{Qos: 2}, nil, false) {
 			t.Fatalf("%s not taken by the queue", m.topic)
 		}
 	}

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"errors"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -34,6 +36,11 @@ type routingHook struct {
 	// replays holds, per client, the subscriptions of the SUBSCRIBE being
 	// processed whose retained messages are due once its SUBACK is out.
 	replays sync.Map // *mqtt.Client -> []packets.Subscription
+
+	// subs and partial serve the direct publish path (publish.go).
+	subs     subscriberCache
+	partial  sync.Map // publisher's client ID -> *partialPublish
+	nPartial atomic.Int64
 }
 
 func (h *routingHook) ID() string { return "ggcore-routing" }
@@ -41,19 +48,39 @@ func (h *routingHook) ID() string { return "ggcore-routing" }
 func (h *routingHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSelectSubscribers, mqtt.OnWill,
-		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnPacketEncode:
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
+		mqtt.OnPacketEncode:
 		return true
 	}
 	return false
 }
 
 // OnPacketEncode tells MQTT 5 clients in CONNACK that shared subscriptions
-// are not available (mochi omits the property, which would mean they are).
+// are not available (mochi omits the property, which would mean they are),
+// and has acknowledgements encoded cheaply (plainAck).
 func (h *routingHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code {
-		pk.Properties.SharedSubAvailable, pk.Properties.SharedSubAvailableFlag = 0, true
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode == packets.CodeSuccess.Code {
+			pk.Properties.SharedSubAvailable, pk.Properties.SharedSubAvailableFlag = 0, true
+		}
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
+		if plainAck(&pk) {
+			pk.ProtocolVersion = 4
+		}
 	}
 	return pk
+}
+
+// plainAck reports whether acknowledgement pk encodes to the same bytes
+// in MQTT 5 as in MQTT 3.1.1: packet ID only. mochi leaves out the reason
+// code and properties of an MQTT 5 acknowledgement with a success code
+// and no reason string or user property, but its encoder looks every
+// possible property up in two maps first; it writes one such
+// acknowledgement per QoS 1/2 message, so encoding it as 3.1.1 saves that.
+func plainAck(pk *packets.Packet) bool {
+	return pk.ProtocolVersion == 5 && pk.ReasonCode < packets.ErrUnspecifiedError.Code &&
+		pk.Properties.ReasonString == "" && len(pk.Properties.User) == 0
 }
 
 // OnACLCheck answers mochi's two questions: may this client publish on a
@@ -69,12 +96,18 @@ func (h *routingHook) OnACLCheck(cl *mqtt.Client, topicOrFilter string, write bo
 }
 
 // OnPublish drops, after acknowledging, a publish that the table routes
-// nowhere.
+// nowhere, and delivers the others itself when it can (publish.go).
 func (h *routingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	snap := h.b.snap.Load()
 	if t := snap.byName[cl.ID]; t != nil && snap.table.HasRoute(t.ARN, pk.TopicName) {
 		h.b.toFunctions(snap, t, pk)
-		return pk, h.b.toCloud(cl, pk)
+		if err := h.b.toCloud(cl, pk); err != nil {
+			return pk, err
+		}
+		if h.publishDirect(cl, snap, t, pk) {
+			return pk, packets.CodeSuccessIgnore
+		}
+		return pk, nil
 	}
 	h.b.unrouted.Add(1)
 	h.b.log.Debug("unrouted publish dropped", "client", cl.ID, "topic", pk.TopicName)
@@ -92,15 +125,21 @@ func (h *routingHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error)
 	return will, nil
 }
 
-// OnSelectSubscribers is the per-message routing decision. It runs on
-// the publisher's goroutine before mochi queues anything; each allowed
-// subscriber's copy goes to its own queue (queue.go), and what is left
-// to mochi is only for sessions that are not connected.
+// OnSelectSubscribers is the per-message routing decision for what the
+// direct path (publish.go) left to mochi. It runs on the publisher's
+// goroutine before mochi queues anything; each allowed subscriber's copy
+// goes to its own queue (queue.go), and what is left to mochi is only for
+// sessions that are not connected.
 func (h *routingHook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
 	snap := h.b.snap.Load()
 	src := snap.byName[pk.Origin]
+	done := h.takePartial(&pk)
 	var msg *packets.Packet // one copy shared by every queue
 	for id, sub := range subs.Subscriptions {
+		if slices.Contains(done, id) {
+			delete(subs.Subscriptions, id) // queued by the direct path
+			continue
+		}
 		dst := snap.byName[id]
 		if src == nil || dst == nil || !snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) ||
 			(sub.NoLocal && pk.Origin == id) {
@@ -111,7 +150,7 @@ func (h *routingHook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Pac
 			c := pk.Copy(false)
 			msg = &c
 		}
-		if h.b.queues.deliver(id, msg, sub) {
+		if h.b.queues.deliver(id, msg, sub, subscriptionIDs(sub), false) {
 			delete(subs.Subscriptions, id)
 			continue
 		}
@@ -146,9 +185,17 @@ func (h *routingHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Pa
 }
 
 // OnPacketProcessed sends the retained messages owed by a SUBSCRIBE once
-// mochi has written its SUBACK.
+// mochi has written its SUBACK. It also wakes the queue writer of a client
+// whose acknowledgement may have made room in its window (queue.go): mochi
+// copies every packet into each hook that takes this event, for every
+// packet read, so one hook takes it for both.
 func (h *routingHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
-	if pk.FixedHeader.Type != packets.Subscribe {
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		h.b.queues.acked(cl)
+		return
+	case packets.Subscribe:
+	default:
 		return
 	}
 	v, ok := h.replays.LoadAndDelete(cl)
@@ -164,7 +211,15 @@ func (h *routingHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err 
 
 func (h *routingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.replays.Delete(cl)
+	h.forgetPartial(cl.ID)
 }
+
+// OnSubscribed and OnUnsubscribed (which mochi calls before its SUBACK or
+// UNSUBACK, and when it drops a session's subscriptions) make the direct
+// path look subscribers up afresh.
+func (h *routingHook) OnSubscribed(*mqtt.Client, packets.Packet, []byte) { h.subs.invalidate() }
+
+func (h *routingHook) OnUnsubscribed(*mqtt.Client, packets.Packet) { h.subs.invalidate() }
 
 // replayRetained sends cl the retained messages matching sub that the
 // table allows, with the retain flag set, as MQTT requires for replays.
