@@ -1,13 +1,13 @@
-// Command gginit is PID 1 of the ggcore firmware image. It raises a clock
-// that is before the image's build time to it, mounts the kernel's file
-// systems, loads the kernel modules the image lists, starts ggcore with
-// /greengrass/config/config.json and, while ggcore loads, brings the
-// network up (DHCP unless the kernel command line gives a static
-// address) and mounts the data partition at /greengrass, which ggcore
-// waits for (--wait-fd). It restarts ggcore with backoff when it exits.
-// Every step is written to the
-// console with the time since the kernel started; a step that cannot be
-// done says why and waits, rather than crash-looping.
+// Command gginit is PID 1 of the ggcore firmware image. It mounts the
+// kernel's file systems and starts ggcore with
+// /greengrass/config/config.json; while ggcore loads, it raises a clock
+// that is before the image's build time to it, loads the kernel modules
+// the image lists, brings the network up (DHCP unless the kernel command
+// line gives a static address) and mounts the data partition at
+// /greengrass. ggcore waits for all of that but the network (--wait-fd).
+// gginit restarts ggcore with backoff when it exits. Every step is
+// written to the console with the time since the kernel started; a step
+// that cannot be done says why and waits, rather than crash-looping.
 //
 // Kernel command line settings (all optional):
 //
@@ -74,25 +74,26 @@ const (
 
 func main() {
 	say("gginit starting (pid %d)", os.Getpid())
-	clockFloor()
 	if err := pid1.MountAll(append(pid1.KernelFS, pid1.Mount{Source: "tmpfs", Target: "/tmp", Type: "tmpfs"})); err != nil {
 		halt("cannot mount the kernel file systems: %v", err)
 	}
 	args := pid1.Cmdline()
 	wd := startWatchdog(args)
-	loadModules()
 	disk := setting(args, "ggcore.disk", defaultDisk)
-	// ggcore starts first, and the network and the data partition come
-	// up beside it: loading ggcore's 11 MB binary and initialising its
-	// packages take longer under emulation than the mount (an ext4
-	// journal replay after a power cut), and ggcore waits for the mount
-	// (supervise's gate) before it reads anything from the partition.
+	// ggcore starts first, and the clock's floor, the kernel modules, the
+	// network and the data partition come up beside it: loading ggcore's
+	// 11 MB binary and initialising its packages take longer under
+	// emulation than all of them (the mount included, an ext4 journal
+	// replay after a power cut), and ggcore waits for them (supervise's
+	// gate) before it reads the clock or anything from the partition.
 	// The network does not delay ggcore at all: ggcore listens on every
 	// address (or, see allowNonlocalBind, on one not assigned yet, which
 	// startNetwork allows before the gate opens) and its cloud side
 	// retries, so a DHCP lease (~0.2 s under emulation, seconds on some
 	// networks) does not delay the local broker.
 	supervise(wd, ggcoreArgs(args), ggcoreEnv(), func() error {
+		clockFloor()
+		loadModules()
 		startNetwork(args)
 		if err := mountData(disk); err != nil {
 			return fmt.Errorf("no data partition: %v; attach the ggprov bundle's disk image as a virtio disk (QEMU: -drive file=data.img,if=virtio,format=raw)", err)
