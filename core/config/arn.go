@@ -21,11 +21,20 @@ type arn struct {
 // parseARN checks the common part of an ARN: arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE
 // with a 12-digit account and the given service.
 func parseARN(s, service string) (arn, error) {
-	parts := strings.SplitN(s, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" {
+	// Cut rather than SplitN: called for every thing of the group, several
+	// times, it allocates nothing.
+	rest, ok := strings.CutPrefix(s, "arn:")
+	var a arn
+	for _, part := range []*string{&a.partition, &a.service, &a.region, &a.account} {
+		if !ok {
+			break
+		}
+		*part, rest, ok = strings.Cut(rest, ":")
+	}
+	if !ok {
 		return arn{}, errors.New("not an ARN")
 	}
-	a := arn{parts[1], parts[2], parts[3], parts[4], parts[5]}
+	a.resource = rest
 	switch {
 	case a.partition != "aws" && !(strings.HasPrefix(a.partition, "aws-") && lowerWord(a.partition[4:])):
 		return a, fmt.Errorf("partition %s is not aws, aws-cn or aws-us-gov", quote(a.partition))

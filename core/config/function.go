@@ -108,7 +108,7 @@ func (w *walker) localFunction(path string, raw json.RawMessage) (Function, bool
 	f := Function{MemorySizeKB: DefaultFunctionMemoryKB, Timeout: DefaultFunctionTimeout * time.Second,
 		EncodingType: "json", IsolationMode: IsolationContainer}
 	var conf json.RawMessage
-	for _, m := range members(raw) {
+	for _, m := range members(nil, raw) {
 		switch m.name {
 		case "Id":
 			_ = json.Unmarshal(m.value, &f.Id)

@@ -243,10 +243,12 @@ func checkGroupID(id string) error {
 	return nil
 }
 
+// compact is v compacted, in memory of its own: v is a slice of the
+// whole group.json.
 func compact(v json.RawMessage) json.RawMessage {
 	var b bytes.Buffer
 	if err := json.Compact(&b, v); err != nil {
-		return v
+		return bytes.Clone(v)
 	}
 	return b.Bytes()
 }
@@ -335,7 +337,7 @@ func (w *walker) function(path string, raw json.RawMessage) string {
 	}
 	var arn string
 	found := false
-	for _, m := range members(raw) {
+	for _, m := range members(nil, raw) {
 		if m.name != "FunctionArn" {
 			continue
 		}
@@ -363,39 +365,42 @@ func (w *walker) function(path string, raw json.RawMessage) string {
 func (w *walker) crossCheck(g *Group, funcs []string, complete bool) {
 	// Every ThingArn and FunctionArn as written, valid or not: a broken
 	// entry is reported where it is, not again at each subscription.
-	thingARNs := make(map[string]bool)
+	// The maps hold where an entry is, its path made only for an error:
+	// a group of a thousand devices is checked without a thousand paths.
+	n := len(g.Cores) + len(g.Devices)
+	thingARNs := make(map[string]bool, n)
 	// complete: every thing and function could be read with its ARN.
-	names := make(map[string]string) // thing name -> path of its first thing
-	certs := make(map[string]string) // certificate ID -> path
+	names := make(map[string]entryAt, n) // thing name -> its first thing
+	certs := make(map[string]entryAt, n) // certificate ID -> its thing
 	for _, l := range []struct {
 		path   string
 		things []Thing
 	}{{"Cores", g.Cores}, {"Devices", g.Devices}} {
-		ids := make(map[string]string)
+		ids := make(map[string]int, len(l.things))
 		for i, t := range l.things {
-			p := index(l.path, i)
+			at := entryAt{l.path, i}
 			if t.Id != "" {
 				if first, dup := ids[t.Id]; dup {
-					w.fail(join(p, "Id"), "%s is already the Id of %s: Ids must be unique", quote(t.Id), first)
+					w.fail(join(at.path(), "Id"), "%s is already the Id of %s: Ids must be unique", quote(t.Id), index(l.path, first))
 				} else {
-					ids[t.Id] = p
+					ids[t.Id] = i
 				}
 			}
 			thingARNs[t.ThingArn] = true
 			complete = complete && t.ThingArn != ""
 			if name := t.Name(); name != "" {
 				if first, dup := names[name]; dup {
-					w.fail(join(p, "ThingArn"), "thing name %s is already used by %s: each thing may appear once", quote(name), first)
+					w.fail(join(at.path(), "ThingArn"), "thing name %s is already used by %s: each thing may appear once", quote(name), first.path())
 				} else {
-					names[name] = p
+					names[name] = at
 				}
 			}
 			if id := t.CertificateID(); id != "" {
 				if first, dup := certs[id]; dup {
-					w.fail(join(p, "CertificateArn"), "certificate %s is already registered for %s: each thing needs its own certificate",
-						id, first)
+					w.fail(join(at.path(), "CertificateArn"), "certificate %s is already registered for %s: each thing needs its own certificate",
+						id, first.path())
 				} else {
-					certs[id] = p
+					certs[id] = at
 				}
 			}
 		}
@@ -411,14 +416,14 @@ func (w *walker) crossCheck(g *Group, funcs []string, complete bool) {
 		}
 		functions[arn] = true
 	}
-	subIDs := make(map[string]string)
+	subIDs := make(map[string]int, len(g.Subscriptions))
 	for i, s := range g.Subscriptions {
-		p := index("Subscriptions", i)
+		at := entryAt{"Subscriptions", i}
 		if s.Id != "" {
 			if first, dup := subIDs[s.Id]; dup {
-				w.fail(join(p, "Id"), "%s is already the Id of %s: Ids must be unique", quote(s.Id), first)
+				w.fail(join(at.path(), "Id"), "%s is already the Id of %s: Ids must be unique", quote(s.Id), index("Subscriptions", first))
 			} else {
-				subIDs[s.Id] = p
+				subIDs[s.Id] = i
 			}
 		}
 		for _, e := range []struct{ name, value string }{{"Source", s.Source}, {"Target", s.Target}} {
@@ -426,14 +431,23 @@ func (w *walker) crossCheck(g *Group, funcs []string, complete bool) {
 				continue // reported by subscription
 			}
 			if reason := endpointProblem(e.value, thingARNs, functions, complete); reason != "" {
-				w.fail(join(p, e.name), "%s", reason)
+				w.fail(join(at.path(), e.name), "%s", reason)
 			}
 		}
 		if s.Source != "" && s.Source == s.Target {
-			w.fail(join(p, "Target"), "same as Source: a subscription routes from one endpoint to another")
+			w.fail(join(at.path(), "Target"), "same as Source: a subscription routes from one endpoint to another")
 		}
 	}
 }
+
+// entryAt is where an entry is in the group: its list and index.
+type entryAt struct {
+	list string // "Cores", "Devices" or "Subscriptions"
+	i    int
+}
+
+// path is the entry's JSON path, such as Devices[3].
+func (a entryAt) path() string { return index(a.list, a.i) }
 
 const endpointWant = `want a thing ARN of a core or device in this group, "cloud", "GGShadowService", or a function ARN listed in Functions`
 

@@ -127,26 +127,151 @@ type field struct {
 }
 
 // members lists the members of a valid JSON object in document order
-// (encoding/json maps lose the order and silently keep the last duplicate).
-func members(raw json.RawMessage) []field {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil { // '{'
+// (encoding/json maps lose the order and silently keep the last
+// duplicate), appended to dst. The values are sub-slices of raw, not
+// copies: a group of a thousand devices is read without a decoder, buffer
+// and copy per object.
+func members(dst []field, raw json.RawMessage) []field {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return dst
+	}
+	out := dst
+	for {
+		i = skipSpace(raw, i+1) // past '{' or ','
+		if i >= len(raw) || raw[i] != '"' {
+			return out // '}' or not valid JSON
+		}
+		end := skipValue(raw, i)
+		name, ok := unquote(raw[i:end])
+		if !ok {
+			return out
+		}
+		i = skipSpace(raw, end)
+		if i >= len(raw) || raw[i] != ':' {
+			return out
+		}
+		start := skipSpace(raw, i+1)
+		end = skipValue(raw, start)
+		if end == start {
+			return out
+		}
+		out = append(out, field{name, raw[start:end:end]})
+		i = skipSpace(raw, end)
+		if i >= len(raw) || raw[i] != ',' {
+			return out
+		}
+	}
+}
+
+// elements lists the elements of a valid JSON array, as sub-slices of raw.
+func elements(raw json.RawMessage) []json.RawMessage {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
 		return nil
 	}
-	var out []field
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
+	var out []json.RawMessage
+	for {
+		start := skipSpace(raw, i+1) // past '[' or ','
+		end := skipValue(raw, start)
+		if end == start {
+			return out // ']' or not valid JSON
+		}
+		out = append(out, raw[start:end:end])
+		i = skipSpace(raw, end)
+		if i >= len(raw) || raw[i] != ',' {
 			return out
 		}
-		name, _ := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return out
-		}
-		out = append(out, field{name, v})
 	}
-	return out
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value that starts at data[i]
+// (which must not be white space), or i if none starts there. data is
+// assumed valid (document checked it); on invalid data it stops without
+// reading past the end.
+func skipValue(data []byte, i int) int {
+	if i >= len(data) {
+		return i
+	}
+	switch data[i] {
+	case '"':
+		for j := i + 1; j < len(data); j++ {
+			switch data[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return len(data)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			case '"':
+				j = skipValue(data, j) - 1
+			}
+		}
+		return len(data)
+	case '}', ']', ',', ':':
+		return i
+	}
+	j := i // a number, true, false or null
+	for j < len(data) {
+		switch data[j] {
+		case ' ', '\t', '\n', '\r', ',', '}', ']', ':':
+			return j
+		}
+		j++
+	}
+	return j
+}
+
+// unquote decodes a JSON string token; strings without escapes (nearly
+// all) are converted directly.
+func unquote(tok []byte) (string, bool) {
+	if len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
+		return "", false
+	}
+	inner := tok[1 : len(tok)-1]
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) && !hasControl(inner) {
+		return string(inner), true
+	}
+	var s string
+	if err := json.Unmarshal(tok, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// hasControl reports a byte below 0x20, which a JSON string must escape.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 // rule says what to do with one member of an object. A nil fn marks a
@@ -166,15 +291,26 @@ func (w *walker) object(path string, raw json.RawMessage, rules []rule) map[stri
 		w.fail(path, "want a JSON object, got %s", k)
 		return nil
 	}
-	seen := make(map[string]bool)
+	var small [8]field // most objects have fewer members
+	ms := members(small[:0], raw)
+	var seen map[string]bool // for objects too long to search
+	if len(ms) > 16 {
+		seen = make(map[string]bool, len(ms))
+	}
 	present := make(map[string]bool)
-	for _, m := range members(raw) {
+	for k, m := range ms {
 		p := join(path, m.name)
-		if seen[m.name] {
+		dup := false
+		if seen != nil {
+			dup = seen[m.name]
+			seen[m.name] = true
+		} else {
+			dup = slices.ContainsFunc(ms[:k], func(f field) bool { return f.name == m.name })
+		}
+		if dup {
 			w.fail(p, "appears more than once: keep one")
 			continue
 		}
-		seen[m.name] = true
 		i := slices.IndexFunc(rules, func(r rule) bool { return r.name == m.name })
 		if i < 0 {
 			w.fail(p, "unknown field%s", suggest(m.name, rules))
@@ -202,12 +338,7 @@ func (w *walker) array(path string, raw json.RawMessage, fn func(path string, v 
 		w.fail(path, "want a JSON array, got %s", k)
 		return
 	}
-	var elems []json.RawMessage
-	if err := json.Unmarshal(raw, &elems); err != nil {
-		w.fail(path, "unreadable array: %v", err)
-		return
-	}
-	for i, e := range elems {
+	for i, e := range elements(raw) {
 		fn(index(path, i), e)
 	}
 }
@@ -217,6 +348,10 @@ func (w *walker) str(path string, raw json.RawMessage, dst *string) bool {
 	if k := kind(raw); k != "string" {
 		w.fail(path, "want a string, got %s", k)
 		return false
+	}
+	if s, ok := unquote(bytes.TrimSpace(raw)); ok {
+		*dst = s
+		return true
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
 		w.fail(path, "unreadable string: %v", err)

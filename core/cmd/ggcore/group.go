@@ -103,11 +103,37 @@ func brokerGroup(cfg *config.Config, g *config.Group) (broker.Group, error) {
 	if err != nil {
 		return broker.Group{}, err
 	}
-	bg := broker.Group{ID: g.GroupId, Table: table, Devices: make([]broker.Thing, len(g.Devices)), Functions: functionARNs(g)}
-	for i, d := range g.Devices {
-		bg.Devices[i] = broker.Thing{Name: d.Name(), ARN: d.ThingArn, CertificateID: d.CertificateID()}
-	}
+	bg := broker.Group{ID: strings.Clone(g.GroupId), Table: table, Devices: brokerDevices(g.Devices), Functions: functionARNs(g)}
 	return bg, nil
+}
+
+// brokerDevices are the devices as the broker keeps them while the group
+// runs. Their strings are copied into one allocation: as read from
+// group.json, each is a small allocation of its own among the parser's
+// garbage, keeping partly used heap pages once that is collected, and the
+// whole certificate ARN is kept for the ID at its end. The thing name is
+// the end of the thing ARN (arn:...:thing/NAME).
+func brokerDevices(devices []config.Thing) []broker.Thing {
+	size := 0
+	for _, d := range devices {
+		size += len(d.ThingArn) + len(d.CertificateID())
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, d := range devices {
+		b.WriteString(d.ThingArn)
+		b.WriteString(d.CertificateID())
+	}
+	all := b.String()
+	out := make([]broker.Thing, len(devices))
+	for i, d := range devices {
+		arn := all[:len(d.ThingArn)]
+		all = all[len(arn):]
+		id := all[:len(d.CertificateID())]
+		all = all[len(id):]
+		out[i] = broker.Thing{Name: arn[len(arn)-len(d.Name()):], ARN: arn, CertificateID: id}
+	}
+	return out
 }
 
 // logUnavailableTargets names subscriptions whose source or target does
