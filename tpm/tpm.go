@@ -450,6 +450,9 @@ func (t *TPM) Load(b *Blob) (*Key, error) {
 		return nil, fmt.Errorf("tpm: load key: %w", err)
 	}
 	id := blobID(b)
+	if t.managed {
+		return t.loadInSpace(b, k, id)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.tr == nil {
@@ -458,36 +461,63 @@ func (t *TPM) Load(b *Blob) (*Key, error) {
 	if old := t.loaded[id]; old != nil {
 		return old, nil
 	}
-	owner := t
-	if t.managed {
-		sp, err := t.newSpace()
-		if err != nil {
-			return nil, fmt.Errorf("tpm: load key: %w", err)
-		}
-		owner = sp
-	}
-	// A new space is not shared yet: loading in it needs no lock of its own.
-	h, err := owner.loadBlob(b, k.name)
+	h, err := t.loadBlob(b, k.name)
 	if err != nil {
-		if owner != t {
-			owner.tr.Close()
-		}
 		return nil, fmt.Errorf("tpm: load key: %w", err)
 	}
-	k.t, k.handle, k.last = owner, h, h
-	owner.tick++
-	k.lastUse = owner.tick
-	owner.loaded[id] = k
+	k.t, k.handle, k.last = t, h, h
+	t.tick++
+	k.lastUse = t.tick
 	t.loaded[id] = k
-	if owner != t {
-		t.spaces = append(t.spaces, owner)
+	return k, nil
+}
+
+// loadInSpace loads k (blob b, identified by id) in a connection of its
+// own to t's resource-managed device. t's lock is held only to look the
+// blob up and to record the key, so that keys load side by side: the
+// kernel serialises their commands, and what each costs around them
+// (marshalling, the system calls) overlaps.
+func (t *TPM) loadInSpace(b *Blob, k *Key, id [32]byte) (*Key, error) {
+	t.mu.Lock()
+	closed, old := t.tr == nil, t.loaded[id]
+	t.mu.Unlock()
+	switch {
+	case closed:
+		return nil, fmt.Errorf("tpm: load key: %w", errClosed)
+	case old != nil:
+		return old, nil
 	}
+	sp, err := t.newSpace()
+	if err != nil {
+		return nil, fmt.Errorf("tpm: load key: %w", err)
+	}
+	h, err := sp.loadBlob(b, k.name) // sp is not shared yet
+	if err != nil {
+		sp.tr.Close()
+		return nil, fmt.Errorf("tpm: load key: %w", err)
+	}
+	k.t, k.handle, k.last = sp, h, h
+	sp.tick++
+	k.lastUse = sp.tick
+	sp.loaded[id] = k
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tr == nil {
+		sp.Close()
+		return nil, fmt.Errorf("tpm: load key: %w", errClosed)
+	}
+	if old := t.loaded[id]; old != nil { // the same blob, loaded meanwhile
+		sp.Close()
+		return old, nil
+	}
+	t.loaded[id] = k
+	t.spaces = append(t.spaces, sp)
 	return k, nil
 }
 
 // newSpace opens another connection to t's resource-managed device for
-// one key; it shares t's SRK (persistent, seen by every connection). The
-// caller holds t.mu.
+// one key; it shares t's SRK (persistent, seen by every connection), whose
+// public area Open read and nothing changes after.
 func (t *TPM) newSpace() (*TPM, error) {
 	tr, err := openTransport(t.dev, firstCommandTimeout)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -121,12 +120,6 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	tr.step("CAs read")
 	g, bg, groupErr := loadGroup(cfg)
 	tr.step("group read")
-	// Collect what reading the config and the group left behind while the
-	// keys still load (this goroutine would only wait for them): what the
-	// broker and its engine keep for as long as the core runs then fills
-	// the freed space instead of new pages among the garbage (about
-	// 0.1-0.2 MiB less resident when idle).
-	runtime.GC()
 	so := <-sessionsOpened
 	defer func() {
 		if err != nil {
