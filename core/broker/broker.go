@@ -258,6 +258,21 @@ type Broker struct {
 // MQTT client IDs of devices are thing names, which cannot contain NUL.
 const sentinelClient = "\x00ggcore-router"
 
+// MochiCapabilities are mochi's capabilities for lim: inflight window,
+// Receive Maximum, packet size, clients and expiry intervals. New adds
+// ggcore's own to them; a bare mochi measured beside ggcore (ggbench,
+// the queue benchmarks) takes them as they are.
+func MochiCapabilities(lim Limits) *mqtt.Capabilities {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumInflight = lim.MaxInflight
+	caps.ReceiveMaximum = lim.ReceiveMaximum
+	caps.MaximumPacketSize = lim.MaxPacketSize
+	caps.MaximumClients = lim.MaxClients
+	caps.MaximumSessionExpiryInterval = lim.SessionExpiry
+	caps.MaximumMessageExpiryInterval = lim.MessageExpiry
+	return caps
+}
+
 // New builds a broker serving group g; Start starts it.
 func New(o Options, g Group) (*Broker, error) {
 	if o.Listener == nil || o.TLS == nil {
@@ -276,17 +291,11 @@ func New(o Options, g Group) (*Broker, error) {
 		return nil, err
 	}
 
-	caps := mqtt.NewDefaultServerCapabilities()
+	caps := MochiCapabilities(lim)
 	// mochi's own per-client outbound queue carries only what reaches a
 	// client before its session is established; every other delivery
 	// goes through queue.go. Its channel is allocated for every client.
 	caps.MaximumClientWritesPending = 16
-	caps.MaximumInflight = lim.MaxInflight
-	caps.ReceiveMaximum = lim.ReceiveMaximum
-	caps.MaximumPacketSize = lim.MaxPacketSize
-	caps.MaximumClients = lim.MaxClients
-	caps.MaximumSessionExpiryInterval = lim.SessionExpiry
-	caps.MaximumMessageExpiryInterval = lim.MessageExpiry
 	// Shared subscriptions would let one device take messages meant for
 	// another; v1 never offered them. SUBSCRIBE to $share/... gets 0x9E.
 	caps.SharedSubAvailable = 0

@@ -159,14 +159,8 @@ func startBareMochi(tb testing.TB, f *testFleet) string {
 		tb.Fatal(err)
 	}
 	lim := DefaultLimits()
-	caps := mqtt.NewDefaultServerCapabilities()
+	caps := MochiCapabilities(lim)
 	caps.MaximumClientWritesPending = int32(lim.QueueMessages)
-	caps.MaximumInflight = lim.MaxInflight
-	caps.ReceiveMaximum = lim.ReceiveMaximum
-	caps.MaximumPacketSize = lim.MaxPacketSize
-	caps.MaximumClients = lim.MaxClients
-	caps.MaximumSessionExpiryInterval = lim.SessionExpiry
-	caps.MaximumMessageExpiryInterval = lim.MessageExpiry
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		tb.Fatal(err)

@@ -83,14 +83,8 @@ func runMochi(ctx context.Context, f *fleet, log *slog.Logger, stdout io.Writer)
 		return err
 	}
 	lim := broker.DefaultLimits()
-	caps := mqtt.NewDefaultServerCapabilities()
+	caps := broker.MochiCapabilities(lim)
 	caps.MaximumClientWritesPending = int32(lim.QueueMessages)
-	caps.MaximumInflight = lim.MaxInflight
-	caps.ReceiveMaximum = lim.ReceiveMaximum
-	caps.MaximumPacketSize = lim.MaxPacketSize
-	caps.MaximumClients = lim.MaxClients
-	caps.MaximumSessionExpiryInterval = lim.SessionExpiry
-	caps.MaximumMessageExpiryInterval = lim.MessageExpiry
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log, InlineClient: false})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		ln.Close()
