@@ -273,14 +273,84 @@ func MochiCapabilities(lim Limits) *mqtt.Capabilities {
 	return caps
 }
 
-// New builds a broker serving group g; Start starts it.
+// New builds a broker serving group g on o.Listener; Start starts it.
 func New(o Options, g Group) (*Broker, error) {
 	if o.Listener == nil || o.TLS == nil {
 		return nil, errors.New("broker: a listener and a TLS configuration are required")
 	}
-	if o.TLS.ClientAuth != tls.RequireAndVerifyClientCert {
-		return nil, errors.New("broker: TLS configuration must require and verify client certificates")
+	if err := checkTLS(o.TLS); err != nil {
+		return nil, err
 	}
+	b, err := build(o, g)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.attach(o.Listener, o.TLS); err != nil {
+		_ = b.closePersistence()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Prepare builds and starts a broker for group g that listens nowhere
+// yet: its engine, hooks and session store, the stored sessions restored.
+// Nothing is bound until Serve. ggcore prepares its broker while its keys
+// load, and serves once every key has passed its checks. o.Listener and
+// o.TLS are not used.
+func Prepare(o Options, g Group) (*Broker, error) {
+	o.Listener, o.TLS = nil, nil
+	b, err := build(o, g)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Start(); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Serve has a broker from Prepare serve on ln, which it then owns, with
+// the TLS configuration cfg. Call SetUpstream, if at all, before.
+func (b *Broker) Serve(ln net.Listener, cfg *tls.Config) error {
+	if err := checkTLS(cfg); err != nil {
+		return err
+	}
+	if err := b.attach(ln, cfg); err != nil {
+		return err
+	}
+	b.srv.Listeners.Serve(b.ln.ID(), b.srv.EstablishConnection)
+	return nil
+}
+
+// SetUpstream sets where messages the table routes to the cloud go, for a
+// broker from Prepare, before Serve.
+func (b *Broker) SetUpstream(u Upstream) { b.upstream = u }
+
+// checkTLS refuses a server configuration that does not require and
+// verify client certificates.
+func checkTLS(cfg *tls.Config) error {
+	if cfg == nil || cfg.ClientAuth != tls.RequireAndVerifyClientCert {
+		return errors.New("broker: TLS configuration must require and verify client certificates")
+	}
+	return nil
+}
+
+// attach adds the TLS listener on ln to the engine.
+func (b *Broker) attach(ln net.Listener, cfg *tls.Config) error {
+	// corkListener batches acknowledgements (cork.go).
+	tl := mochiext.NewTLSListener("mqtts", corkListener{ln}, cfg, nil)
+	tl.ConnectTimeout = b.limits.ConnectTimeout
+	if err := b.srv.AddListener(tl); err != nil {
+		return fmt.Errorf("broker: add listener: %w", err)
+	}
+	b.ln, b.addr = tl, ln.Addr()
+	return nil
+}
+
+// build makes the broker of New and Prepare: engine, hooks and session
+// store, no listener.
+func build(o Options, g Group) (*Broker, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -300,7 +370,7 @@ func New(o Options, g Group) (*Broker, error) {
 	// another; v1 never offered them. SUBSCRIBE to $share/... gets 0x9E.
 	caps.SharedSubAvailable = 0
 
-	b := &Broker{log: log, addr: o.Listener.Addr(), limits: lim, upstream: o.Upstream, drops: &drops{log: log}}
+	b := &Broker{log: log, limits: lim, upstream: o.Upstream, drops: &drops{log: log}}
 	b.queues = newQueues(b)
 	b.snap.Store(snap)
 	b.srv = mqtt.New(&mqtt.Options{
@@ -339,13 +409,6 @@ func New(o Options, g Group) (*Broker, error) {
 		return nil, err
 	}
 	b.cloud = b.srv.NewClient(nil, "local", cloudClient, true)
-	// corkListener batches acknowledgements (cork.go).
-	b.ln = mochiext.NewTLSListener("mqtts", corkListener{o.Listener}, o.TLS, nil)
-	b.ln.ConnectTimeout = lim.ConnectTimeout
-	if err := b.srv.AddListener(b.ln); err != nil {
-		_ = b.closePersistence()
-		return nil, fmt.Errorf("broker: add listener: %w", err)
-	}
 	return b, nil
 }
 
@@ -360,7 +423,8 @@ func (b *Broker) Start() error {
 	return nil
 }
 
-// Addr is the address the broker serves on.
+// Addr is the address the broker serves on; nil before Serve for a
+// broker from Prepare.
 func (b *Broker) Addr() net.Addr { return b.addr }
 
 // Close stops listening and ends every connection: MQTT 5 clients get
@@ -372,7 +436,9 @@ func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.queues.closed.Store(true)
 		// Before mochi's Close, which can hang (see mochiext/shutdown.go).
-		b.ln.Shutdown(b.srv, mochiext.ShutdownGrace)
+		if b.ln != nil {
+			b.ln.Shutdown(b.srv, mochiext.ShutdownGrace)
+		}
 		if err := b.srv.Close(); err != nil {
 			b.closeErr = fmt.Errorf("broker: close: %w", err)
 			return
@@ -391,13 +457,21 @@ func (b *Broker) Stats() Stats {
 		QueuedBytes:     b.queues.bytes.Load(),
 		InflightDropped: atomic.LoadInt64(&b.srv.Info.InflightDropped),
 		Clients:         atomic.LoadInt64(&b.srv.Info.ClientsConnected),
-		ConnectTimeouts: b.ln.ConnectTimeouts(),
+		ConnectTimeouts: b.listenerCount((*mochiext.TLSListener).ConnectTimeouts),
 	}
 }
 
 // Connections is how many connections completed the TLS handshake since
 // start, whether or not they became clients.
-func (b *Broker) Connections() int64 { return b.ln.Handshakes() }
+func (b *Broker) Connections() int64 { return b.listenerCount((*mochiext.TLSListener).Handshakes) }
+
+// listenerCount is one of the listener's counts, 0 before Serve.
+func (b *Broker) listenerCount(count func(*mochiext.TLSListener) int64) int64 {
+	if b.ln == nil {
+		return 0
+	}
+	return count(b.ln)
+}
 
 // ClientDropped returns how many messages for client id were dropped
 // (see Stats.Dropped) since it joined the group.

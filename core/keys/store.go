@@ -27,6 +27,11 @@ type StoreOptions struct {
 	// PKCS11 is config.json's crypto.PKCS11: the module, token and PIN of
 	// pkcs11: references that do not name their own. Nil if absent.
 	PKCS11 *config.PKCS11
+	// OpenTPM opens the TPM at a device (TPMDevice, or its default) on
+	// the store's first use of it; nil means tpm.Open. ggcore passes one
+	// that hands over a connection it began to open before it had read
+	// its config.
+	OpenTPM func(device string) (*tpm.TPM, error)
 }
 
 // Store opens keys by reference (file://, TSS2 PEM files, tpm2:, handle:,
@@ -172,7 +177,11 @@ func (s *Store) tpmConn() (*tpm.TPM, error) {
 		return nil, errors.New("keys: store is closed")
 	}
 	if s.tpm == nil {
-		t, err := tpm.Open(s.tpmDevice())
+		open := s.opts.OpenTPM
+		if open == nil {
+			open = tpm.Open
+		}
+		t, err := open(s.tpmDevice())
 		if err != nil {
 			return nil, fmt.Errorf("keys: %w (ggcore.tpm.device in config.json names the TPM)", err)
 		}

@@ -69,14 +69,17 @@ type core struct {
 // start reads and checks everything before it binds anything: a bad
 // config, key, certificate or group stops the core with an error that
 // names the JSON path or file, and nothing is changed on disk.
-func start(configPath string, log *slog.Logger) (_ *core, err error) {
+//
+// warm, if not nil, is a TPM connection opened early (warmTPM) that the
+// keys' store takes when the config names its device.
+func start(configPath string, log *slog.Logger, warm *tpmWarmup) (_ *core, err error) {
 	tr := newStartupTrace(log)
 	cfg, err := config.LoadConfig(configPath)
 	if err != nil {
 		return nil, err
 	}
 	tr.step("config read")
-	store := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device, PKCS11: cfg.Crypto.PKCS11})
+	store := keys.NewStore(keys.StoreOptions{TPMDevice: cfg.GGCore.TPM.Device, PKCS11: cfg.Crypto.PKCS11, OpenTPM: warm.open})
 	defer func() {
 		if err != nil {
 			store.Close()
@@ -127,6 +130,18 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 		}
 	}()
 	sessionsErr := so.err
+	// The broker is built and started, bound to nothing, while the keys
+	// still load; it serves once they and everything else have passed.
+	prepareBroker := startBrokerPrepare(groupErr == nil && sessionsErr == nil, func() (*broker.Broker, error) {
+		b, err := broker.Prepare(broker.Options{Logger: log, Persistence: sessions, Limits: brokerLimits(cfg)}, bg)
+		tr.step("broker prepared")
+		return b, err
+	})
+	defer func() {
+		if b, _ := prepareBroker(); err != nil && b != nil {
+			b.Close() // before the store's undo above
+		}
+	}()
 	if err := <-keysOpened; err != nil {
 		return nil, err
 	}
@@ -202,24 +217,22 @@ func start(configPath string, log *slog.Logger) (_ *core, err error) {
 	if sessionsErr != nil {
 		return nil, sessionsErr
 	}
+	b, err := prepareBroker()
+	if err != nil {
+		return nil, err
+	}
+	b.SetUpstream(upstreamFn)
 	addr := net.JoinHostPort(cfg.GGCore.LocalMQTTBind, strconv.Itoa(cfg.CoreThing.GGMqttPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coreThing.ggMqttPort: listen on %s: %w", addr, err)
 	}
 	tr.step("listening")
-	b, err := broker.New(broker.Options{Listener: ln, TLS: tlsCfg, Logger: log, Upstream: upstreamFn,
-		Persistence: sessions, Limits: brokerLimits(cfg)}, bg)
-	if err != nil {
+	if err := b.Serve(ln, tlsCfg); err != nil {
 		ln.Close()
 		return nil, err
 	}
-	tr.step("broker made")
-	if err := b.Start(); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	tr.step("broker started")
+	tr.step("broker serving")
 	c.broker = b
 	if err := c.switchFunctions(g); err != nil {
 		b.Close()
@@ -308,4 +321,26 @@ func (c *core) stop() error {
 		c.log.Error("closing the key store", "error", kerr)
 	}
 	return err
+}
+
+// startBrokerPrepare runs prepare in the background when run is true and
+// returns a function that waits for its result, as often as asked; when
+// run is false it answers nil, nil at once.
+func startBrokerPrepare(run bool, prepare func() (*broker.Broker, error)) func() (*broker.Broker, error) {
+	if !run {
+		return func() (*broker.Broker, error) { return nil, nil }
+	}
+	type result struct {
+		b   *broker.Broker
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := prepare()
+		done <- result{b, err}
+	}()
+	return sync.OnceValues(func() (*broker.Broker, error) {
+		r := <-done
+		return r.b, r.err
+	})
 }

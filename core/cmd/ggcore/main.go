@@ -19,6 +19,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/ggcore/ggcore/internal/keyspec"
 )
 
 // statsInterval is how often changed broker counters are logged.
@@ -78,7 +80,11 @@ func run(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	var warm *tpmWarmup
 	if *waitFD >= 0 {
+		// Started by gginit, on a gateway whose TPM is the core's.
+		warm = warmTPM(keyspec.DefaultTPMDevice)
+		defer warm.close()
 		if err := waitGate(ctx, *waitFD); err != nil {
 			log.Error("ggcore cannot start", "error", err)
 			return 1
@@ -86,7 +92,8 @@ func run(args []string, stderr io.Writer) int {
 		log.Debug("startup", "step", "data partition ready", "uptime", uptime())
 	}
 	began := time.Now()
-	c, err := start(*configPath, log)
+	c, err := start(*configPath, log, warm)
+	warm.close() // unless the store took it
 	if err != nil {
 		log.Error("ggcore cannot start", "config", *configPath, "error", err)
 		return 1

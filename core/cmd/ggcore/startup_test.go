@@ -61,7 +61,7 @@ func TestRefusedStartLeavesNoSessionStore(t *testing.T) {
 			obj(m, "ggcore")["localMqttBind"] = "127.0.0.1"
 		})
 		var stderr bytes.Buffer
-		c, err := start(filepath.Join(dir, "config.json"), slog.New(slog.NewTextHandler(&stderr, nil)))
+		c, err := start(filepath.Join(dir, "config.json"), slog.New(slog.NewTextHandler(&stderr, nil)), nil)
 		if err != nil {
 			t.Fatalf("start: %v\n%s", err, stderr.String())
 		}
