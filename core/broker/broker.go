@@ -375,7 +375,7 @@ func build(o Options, g Group) (*Broker, error) {
 	b.snap.Store(snap)
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       log.With("component", "mqtt"),
+		Logger:       engineLogger(log),
 		// queue.go writes queued messages in batches itself; mochi's
 		// write buffer serves only acknowledgements and the like, and
 		// exists only while packets wait to be written (its size is the
