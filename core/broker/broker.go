@@ -202,6 +202,10 @@ type Options struct {
 	// Persistence, when set, keeps persistent sessions and retained
 	// messages across restarts (see persist.go); nil keeps them in memory.
 	Persistence *Persistence
+	// PersistenceOpened, when set, returns once Persistence has been
+	// opened (by another goroutine), with its error: the broker builds
+	// what does not need the store meanwhile, and waits for it only then.
+	PersistenceOpened func() error
 }
 
 // Stats are the broker's counters since start.
@@ -405,10 +409,15 @@ func build(o Options, g Group) (*Broker, error) {
 	for _, f := range []string{"$share/ggcore/#", "$share/ggcore/$SYS/#"} {
 		b.srv.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: f})
 	}
+	b.cloud = b.srv.NewClient(nil, "local", cloudClient, true)
+	if o.PersistenceOpened != nil {
+		if err := o.PersistenceOpened(); err != nil {
+			return nil, err
+		}
+	}
 	if err := b.openPersistence(o.Persistence); err != nil {
 		return nil, err
 	}
-	b.cloud = b.srv.NewClient(nil, "local", cloudClient, true)
 	return b, nil
 }
 

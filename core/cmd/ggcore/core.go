@@ -119,24 +119,27 @@ func start(configPath string, log *slog.Logger, warm *tpmWarmup) (_ *core, err e
 		tr.step("session store opened")
 		sessionsOpened <- opened{undo, err}
 	}()
-	clientCAs, caErr := loadCAPool(cfg.Crypto.CAPath)
-	tr.step("CAs read")
+	sessionsResult := sync.OnceValue(func() opened { return <-sessionsOpened })
 	g, bg, groupErr := loadGroup(cfg)
 	tr.step("group read")
-	so := <-sessionsOpened
+	// The broker is built and started, bound to nothing, while the keys
+	// load (and it takes the session store once that is open); it serves
+	// once the keys and everything else have passed.
+	prepareBroker := startBrokerPrepare(groupErr == nil, func() (*broker.Broker, error) {
+		b, err := broker.Prepare(broker.Options{Logger: log, Persistence: sessions, Limits: brokerLimits(cfg),
+			PersistenceOpened: func() error { return sessionsResult().err }}, bg)
+		tr.step("broker prepared")
+		return b, err
+	})
+	clientCAs, caErr := loadCAPool(cfg.Crypto.CAPath)
+	tr.step("CAs read")
+	so := sessionsResult()
 	defer func() {
 		if err != nil {
 			so.undo()
 		}
 	}()
 	sessionsErr := so.err
-	// The broker is built and started, bound to nothing, while the keys
-	// still load; it serves once they and everything else have passed.
-	prepareBroker := startBrokerPrepare(groupErr == nil && sessionsErr == nil, func() (*broker.Broker, error) {
-		b, err := broker.Prepare(broker.Options{Logger: log, Persistence: sessions, Limits: brokerLimits(cfg)}, bg)
-		tr.step("broker prepared")
-		return b, err
-	})
 	defer func() {
 		if b, _ := prepareBroker(); err != nil && b != nil {
 			b.Close() // before the store's undo above
