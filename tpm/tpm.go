@@ -465,10 +465,7 @@ func (t *TPM) Load(b *Blob) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm: load key: %w", err)
 	}
-	k.t, k.handle, k.last = t, h, h
-	t.tick++
-	k.lastUse = t.tick
-	t.loaded[id] = k
+	t.adopt(k, h, id)
 	return k, nil
 }
 
@@ -496,10 +493,7 @@ func (t *TPM) loadInSpace(b *Blob, k *Key, id [32]byte) (*Key, error) {
 		sp.tr.Close()
 		return nil, fmt.Errorf("tpm: load key: %w", err)
 	}
-	k.t, k.handle, k.last = sp, h, h
-	sp.tick++
-	k.lastUse = sp.tick
-	sp.loaded[id] = k
+	sp.adopt(k, h, id)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.tr == nil {
@@ -513,6 +507,15 @@ func (t *TPM) loadInSpace(b *Blob, k *Key, id [32]byte) (*Key, error) {
 	t.loaded[id] = k
 	t.spaces = append(t.spaces, sp)
 	return k, nil
+}
+
+// adopt records k, loaded at handle h, as blob id's key in t. t's lock is
+// held, or t is not shared yet.
+func (t *TPM) adopt(k *Key, h tpm2.TPMHandle, id [32]byte) {
+	k.t, k.handle, k.last = t, h, h
+	t.tick++
+	k.lastUse = t.tick
+	t.loaded[id] = k
 }
 
 // newSpace opens another connection to t's resource-managed device for

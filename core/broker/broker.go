@@ -62,6 +62,15 @@ type snapshot struct {
 	functions map[string]*Thing
 }
 
+// routes reports whether pk, published by src (nil: not a device of the
+// group), goes to subscriber id through its subscription sub: the table
+// allows it, and sub is not a No Local subscription of the publisher.
+func (snap *snapshot) routes(src *Thing, id string, sub packets.Subscription, pk *packets.Packet) bool {
+	dst := snap.byName[id]
+	return src != nil && dst != nil && snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) &&
+		!(sub.NoLocal && pk.Origin == id)
+}
+
 func newSnapshot(g Group) (*snapshot, error) {
 	if g.Table == nil {
 		return nil, errors.New("broker: group has no subscription table")

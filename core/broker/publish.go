@@ -132,8 +132,7 @@ func (h *routingHook) publishDirect(cl *mqtt.Client, snap *snapshot, src *Thing,
 	left := false
 	for i := range subs {
 		s := &subs[i]
-		dst := snap.byName[s.id]
-		if dst == nil || !snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) || (s.sub.NoLocal && pk.Origin == s.id) {
+		if !snap.routes(src, s.id, s.sub, &pk) {
 			continue
 		}
 		if msg == nil {

@@ -140,9 +140,7 @@ func (h *routingHook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Pac
 			delete(subs.Subscriptions, id) // queued by the direct path
 			continue
 		}
-		dst := snap.byName[id]
-		if src == nil || dst == nil || !snap.table.Allowed(src.ARN, dst.ARN, pk.TopicName) ||
-			(sub.NoLocal && pk.Origin == id) {
+		if !snap.routes(src, id, sub, &pk) {
 			delete(subs.Subscriptions, id)
 			continue
 		}
