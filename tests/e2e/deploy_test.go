@@ -143,7 +143,7 @@ func TestForeignDeploymentRefused(t *testing.T) {
 	if string(after) != string(before) {
 		t.Error("a refused deployment changed group.json")
 	}
-	if !strings.Contains(core.log.String(), "deployment refused") {
+	if !core.log.WaitFor("deployment refused", 0, testtool.Timeout, core.exited) {
 		t.Errorf("no refusal in the core log:\n%s", core.log)
 	}
 	f.connect5(t, "dev1")

@@ -18,6 +18,7 @@ import (
 	"github.com/ggcore/ggcore/core/config"
 	"github.com/ggcore/ggcore/core/keys"
 	"github.com/ggcore/ggcore/core/secrets"
+	"github.com/ggcore/ggcore/internal/testtool"
 	"github.com/ggcore/ggcore/tools/ggcloud/admin"
 )
 
@@ -80,7 +81,8 @@ func TestDeploymentCarriesSecrets(t *testing.T) {
 	if s, out := c.waitStatus(t, group, id); s != "Success" {
 		t.Fatalf("deployment %s: %s\ncore log:\n%s", id, out, core.log)
 	}
-	if !strings.Contains(core.log.String(), "secrets deployed") {
+	// The status reaches the cloud before the core's log line reaches the test.
+	if !core.log.WaitFor("secrets deployed", 0, testtool.Timeout, core.exited) {
 		t.Errorf("no 'secrets deployed' in the core log:\n%s", core.log)
 	}
 	g, err := config.LoadGroup(f.groupPath())
@@ -192,7 +194,8 @@ func TestDeploymentSecretsInTPM(t *testing.T) {
 	if s, out := c.waitStatus(t, group, id); s != "Success" {
 		t.Fatalf("deployment %s: %s\ncore log:\n%s", id, out, core.log)
 	}
-	if !strings.Contains(core.log.String(), "secrets deployed") {
+	// The status reaches the cloud before the core's log line reaches the test.
+	if !core.log.WaitFor("secrets deployed", 0, testtool.Timeout, core.exited) {
 		t.Errorf("no 'secrets deployed' in the core log:\n%s", core.log)
 	}
 	assertNowhere(t, value, filepath.Join(f.dir, "write"), map[string]string{"core": core.log.String(), "ggcloud": c.log.String()})
