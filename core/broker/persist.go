@@ -320,6 +320,50 @@ func openStore(p Persistence, log *slog.Logger) (_ *sessionStore, err error) {
 	return s, nil
 }
 
+// storeBuckets are the buckets of a store besides bucketMeta.
+var storeBuckets = [][]byte{bucketClients, bucketSubs, bucketInflight, bucketQueued, bucketRetained, bucketPending}
+
+// hasLayout tells whether tx's store has this format's meta bucket and
+// every bucket; a store of another format is refused.
+func hasLayout(tx *bolt.Tx) (bool, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if k, _ := tx.Cursor().First(); k != nil {
+			return false, formatError{got: "none, bucket " + string(k)}
+		}
+		return false, nil
+	}
+	if got := string(meta.Get(keyFormat)); got != storeFormat {
+		return false, formatError{got: got}
+	}
+	for _, b := range storeBuckets {
+		if tx.Bucket(b) == nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// createLayout writes what hasLayout found missing.
+func createLayout(tx *bolt.Tx) error {
+	if _, err := hasLayout(tx); err != nil {
+		return err
+	}
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyFormat, []byte(storeFormat)); err != nil {
+		return err
+	}
+	for _, b := range storeBuckets {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type formatError struct{ got string }
 
 func (e formatError) Error() string {
@@ -348,30 +392,21 @@ func (s *sessionStore) load() error {
 	}); err != nil {
 		return fmt.Errorf("consistency check: %w", err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			if k, _ := tx.Cursor().First(); k != nil {
-				return formatError{got: "none, bucket " + string(k)}
-			}
-			m, err := tx.CreateBucket(bucketMeta)
-			if err != nil {
-				return err
-			}
-			if err := m.Put(keyFormat, []byte(storeFormat)); err != nil {
-				return err
-			}
-		} else if got := string(meta.Get(keyFormat)); got != storeFormat {
-			return formatError{got: got}
-		}
-		for _, b := range [][]byte{bucketClients, bucketSubs, bucketInflight, bucketQueued, bucketRetained, bucketPending} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
+	// A store that has its format and every bucket is only read: a write
+	// transaction commits with an fsync even when it changes nothing,
+	// tens of milliseconds on the start's path of an emulated gateway.
+	complete := false
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		complete, err = hasLayout(tx)
+		return err
 	}); err != nil {
 		return err
+	}
+	if !complete {
+		if err := s.db.Update(createLayout); err != nil {
+			return err
+		}
 	}
 	l := &loadedState{pending: map[uint64]storedMessage{}}
 	err := s.db.View(func(tx *bolt.Tx) error {

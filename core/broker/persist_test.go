@@ -297,6 +297,73 @@ func TestPersistenceRefusesLockedStore(t *testing.T) {
 	}
 }
 
+// A store this ggcore opened before is opened again without a write (a
+// commit fsyncs, on every start), and a bbolt file of another program or
+// format is refused, named, and left as it was.
+func TestPersistenceOpenWritesNothing(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := t.TempDir()
+	foreign := func(name string, fill func(tx *bolt.Tx) error) string {
+		path := filepath.Join(dir, name+".db")
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(fill); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	ours := filepath.Join(dir, "ours.db")
+	s, err := openStore(Persistence{Path: ours}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	cases := []struct {
+		name, path, want string
+	}{
+		{"opened before", ours, ""},
+		{"other format", foreign("other-format", func(tx *bolt.Tx) error {
+			m, err := tx.CreateBucket(bucketMeta)
+			if err != nil {
+				return err
+			}
+			return m.Put(keyFormat, []byte("ggcore-sessions-0"))
+		}), `format "ggcore-sessions-0"`},
+		{"other program", foreign("other-program", func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucket([]byte("widgets"))
+			return err
+		}), "bucket widgets"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before, err := os.ReadFile(tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := openStore(Persistence{Path: tc.path}, log)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.close()
+			} else if err == nil {
+				s.close()
+				t.Fatalf("%s opened; want it refused", tc.path)
+			} else if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
+				t.Errorf("error %q does not name %s and %s", err, tc.path, tc.want)
+			}
+			if after, _ := os.ReadFile(tc.path); !bytes.Equal(after, before) {
+				t.Errorf("opening %s changed the file", tc.path)
+			}
+		})
+	}
+}
+
 // storeMeta reads the meta page bbolt uses (the valid one with the higher
 // transaction ID; both are valid in a store that closed cleanly) of the
 // bbolt file data: its high-water mark (pages in use), the root bucket's
