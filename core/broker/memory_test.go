@@ -23,7 +23,9 @@ import (
 // Stacks are reported a device, after one collection and after six (a
 // collection halves an idle goroutine's stack at most once; 16 KiB for
 // the goroutine reading the connection and 4 KiB for mochi's writer
-// stay). With GGCORE_MEMORY_PROFILE=FILE it writes
+// stay). With GGCORE_MEMORY_STACKS=1 it prints every goroutine's stack
+// once the devices are idle (what the readers are parked in). With
+// GGCORE_MEMORY_PROFILE=FILE it writes
 // a heap profile to FILE (look at the broker's allocation sites: mochi,
 // crypto/tls server, core/broker).
 func TestIdleConnectionMemory(t *testing.T) {
@@ -96,6 +98,9 @@ func TestIdleConnectionMemory(t *testing.T) {
 		n, float64(after.HeapInuse-before.HeapInuse)/(1<<20), float64(after.StackInuse-before.StackInuse)/(1<<20),
 		float64(after.StackInuse-before.StackInuse)/float64(n)/(1<<10), float64(afterOne-before.StackInuse)/float64(n)/(1<<10),
 		runtime.NumGoroutine())
+	if os.Getenv("GGCORE_MEMORY_STACKS") == "1" {
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+	}
 	if p := os.Getenv("GGCORE_MEMORY_PROFILE"); p != "" {
 		out, err := os.Create(p)
 		if err != nil {
