@@ -80,6 +80,7 @@ func run(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	go warmListen()
 	var warm *tpmWarmup
 	if *waitFD >= 0 {
 		// Started by gginit, on a gateway whose TPM is the core's.
