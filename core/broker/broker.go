@@ -140,12 +140,20 @@ type Limits struct {
 }
 
 // DefaultLimits are sized for a gateway with about a thousand devices: a
-// subscriber that stops reading can have 10,000 messages (16 MiB) queued
+// subscriber that stops reading can have 100,000 messages (32 MiB) queued
 // before it loses any, and all queues together hold at most 256 MiB.
+//
+// A subscriber's bound is ten times the 10,000 QoS 1 messages a stalled
+// device application must find kept: a burst of QoS 0 messages, several
+// publishers back to back into one subscriber (ggbench's fan-in, 80,000
+// messages of 256 bytes), is then queued rather than cut by a third, and
+// dropping costs more CPU per message than delivering (measured: 88–92k
+// delivered msgs/s and none lost, against 74–82k with 29–32% dropped at
+// 10,000 messages and 16 MiB).
 func DefaultLimits() Limits {
 	return Limits{
-		QueueMessages:   10000,
-		QueueBytes:      16 << 20,
+		QueueMessages:   100000,
+		QueueBytes:      32 << 20,
 		TotalQueueBytes: 256 << 20,
 		PublishWait:     time.Second,
 		MaxInflight:     512,

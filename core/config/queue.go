@@ -4,7 +4,7 @@ import "encoding/json"
 
 // SubscriberQueue is ggcore.subscriberQueue: the bounds of the local
 // broker's queues of messages not yet sent to a subscriber. Zero values
-// mean the broker's defaults (10,000 messages and 16 MiB per subscriber,
+// mean the broker's defaults (100,000 messages and 32 MiB per subscriber,
 // 256 MiB for all of them together).
 type SubscriberQueue struct {
 	// MaxMessages bounds one subscriber's queue: 1 to 10,000,000.
