@@ -28,8 +28,10 @@ import (
 //
 //   - retained messages (mochi retains them, and ignores nothing it must
 //     retain);
-//   - while a stored session exists (persist.go writes a record before
-//     the publisher's acknowledgement; see persistHook.OnPublish);
+//   - a QoS 1/2 publish that the table sends to a session the store keeps
+//     (persist.go writes a record before the publisher's acknowledgement;
+//     see persistHook.OnPublish). Other publishes stay direct while
+//     stored sessions exist;
 //   - inline subscriptions (none in ggcore; checked anyway);
 //   - a subscriber whose queue is not in use (a session that is not
 //     connected, or is connecting: its subscriptions may be changing). The
@@ -114,11 +116,11 @@ func (p *partialPublish) of(pk *packets.Packet) bool {
 // all of them to mochi's path (see above).
 func (h *routingHook) publishDirect(cl *mqtt.Client, snap *snapshot, src *Thing, pk packets.Packet) bool {
 	b := h.b
-	if pk.FixedHeader.Retain || (b.store != nil && b.store.nSessions.Load() > 0) {
+	if pk.FixedHeader.Retain {
 		return false
 	}
 	subs, ok := h.subs.get(b.srv, pk.TopicName)
-	if !ok {
+	if !ok || (pk.FixedHeader.Qos > 0 && reachesStored(b.store, snap, src, subs, &pk)) {
 		return false
 	}
 	if !cl.Net.Inline {
@@ -152,6 +154,21 @@ func (h *routingHook) publishDirect(cl *mqtt.Client, snap *snapshot, src *Thing,
 			done: slices.Clone(done)}
 		if _, replaced := h.partial.Swap(pk.Origin, rec); !replaced {
 			h.nPartial.Add(1)
+		}
+	}
+	return false
+}
+
+// reachesStored tells whether the table sends pk to a session store
+// keeps (none without a store).
+func reachesStored(store *sessionStore, snap *snapshot, src *Thing, subs []subscriber, pk *packets.Packet) bool {
+	if store == nil || store.nSessions.Load() == 0 {
+		return false
+	}
+	for i := range subs {
+		s := &subs[i]
+		if store.has(s.id) && snap.routes(src, s.id, s.sub, pk) {
+			return true
 		}
 	}
 	return false

@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -67,4 +69,48 @@ func TestPublishReachesConnectedAndOfflineSubscribersOnce(t *testing.T) {
 	pub.publish(t, "a/x", "marker", false)
 	online.expectOnly(t, "marker")
 	back.expectOnly(t, "marker")
+}
+
+// TestPublishBesideStoredSessions: while the store keeps sessions, a
+// publish that reaches none of them is delivered by the direct path, and
+// one that reaches them by mochi's (which stores it before the PUBACK).
+// Every subscriber, stored or not, connected or not, gets each message
+// once and in order, whichever path carried it.
+func TestPublishBesideStoredSessions(t *testing.T) {
+	f := newTestFleet(t, "pub", "plain", "keeper", "away")
+	f.mustStartPersistent(f.group(
+		sub("s1", "pub", "a/#", "plain"), sub("s2", "pub", "a/#", "keeper"), sub("s3", "pub", "a/#", "away"),
+		sub("s4", "pub", "b/#", "plain")),
+		Persistence{Path: filepath.Join(t.TempDir(), "sessions.db")})
+	pub, plain := f.mustConnect("pub"), f.mustConnect("plain")
+	plain.MustSubscribe(t, 1, "a/#")
+	plain.MustSubscribe(t, 1, "b/#")
+	keeper, _ := f.connectSession("keeper", true)
+	keeper.MustSubscribe(t, 1, "a/#")
+	away, _ := f.connectSession("away", true)
+	away.MustSubscribe(t, 1, "a/#")
+	away.Disconnect()
+	testtool.Eventually(t, "away's session disconnected", func() bool {
+		cl, ok := f.broker.srv.Clients.Get("away")
+		return ok && cl.Closed()
+	})
+
+	pub.publish(t, "b/x", "b1", false) // reaches no stored session
+	pub.publish(t, "a/x", "a1", false) // reaches two
+	pub.publish(t, "b/x", "b2", false)
+	pub.MustPublish(t, "a/x", "a2 at QoS 0", 0, false)
+	pub.publish(t, "a/x", "a3", false)
+
+	plain.expectOnly(t, "b1", "a1", "b2", "a2 at QoS 0", "a3")
+	keeper.expectOnly(t, "a1", "a2 at QoS 0", "a3")
+	back, present := f.connectSession("away", false)
+	if !present {
+		t.Fatal("away's session not resumed")
+	}
+	back.expectOnly(t, "a1", "a3")
+	for _, c := range []*client{plain, keeper, back} {
+		if m, ok := c.TryNext(200 * time.Millisecond); ok {
+			t.Errorf("%s received %q once more", m.Topic, m.Payload)
+		}
+	}
 }

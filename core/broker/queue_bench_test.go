@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -138,10 +139,23 @@ func BenchmarkQoS1(b *testing.B) {
 		name       string
 		pubs, subs int
 	}{{"fanin", 4, 1}, {"fanout", 1, 4}, {"mesh", 4, 4}} {
-		b.Run(sc.name, func(b *testing.B) { benchQoS1(b, sc.pubs, sc.subs, false) })
-		b.Run(sc.name+"-mochi", func(b *testing.B) { benchQoS1(b, sc.pubs, sc.subs, true) })
+		b.Run(sc.name, func(b *testing.B) { benchQoS1(b, sc.pubs, sc.subs, qos1Broker) })
+		b.Run(sc.name+"-mochi", func(b *testing.B) { benchQoS1(b, sc.pubs, sc.subs, qos1BareMochi) })
+		b.Run(sc.name+"-stored-elsewhere", func(b *testing.B) { benchQoS1(b, sc.pubs, sc.subs, qos1StoredElsewhere) })
 	}
 }
+
+// qos1Setup is what serves BenchmarkQoS1's load.
+type qos1Setup int
+
+const (
+	qos1Broker    qos1Setup = iota // ggcore's broker, no session store
+	qos1BareMochi                  // mochi alone (startBareMochi)
+	// qos1StoredElsewhere: ggcore's broker with a session store that
+	// keeps one connected session, subscribed to a topic the load does not
+	// publish on: the load's publishes reach no stored session.
+	qos1StoredElsewhere
+)
 
 // startBareMochi serves f's certificates with mochi alone, configured as
 // ggbench's serve-mochi does; it returns the address.
@@ -175,7 +189,8 @@ func startBareMochi(tb testing.TB, f *testFleet) string {
 	return ln.Addr().String()
 }
 
-func benchQoS1(b *testing.B, pubs, subs int, bare bool) {
+func benchQoS1(b *testing.B, pubs, subs int, setup qos1Setup) {
+	bare := setup == qos1BareMochi
 	const window = 16
 	var names []string
 	var routes []router.Subscription
@@ -188,11 +203,21 @@ func benchQoS1(b *testing.B, pubs, subs int, bare bool) {
 	for j := range subs {
 		names = append(names, fmt.Sprintf("sub%d", j))
 	}
+	names = append(names, "keeper")
+	routes = append(routes, sub("keep", "pub0", "elsewhere/#", "keeper"))
 	f := newTestFleet(&testing.T{}, names...)
 	addr := ""
-	if bare {
+	switch setup {
+	case qos1BareMochi:
 		addr = startBareMochi(b, f)
-	} else {
+	case qos1StoredElsewhere:
+		f.mustStartPersistent(f.group(routes...), Persistence{Path: filepath.Join(b.TempDir(), "sessions.db")})
+		defer f.broker.Close()
+		addr = f.broker.Addr().String()
+		keeper, _ := f.connectSession("keeper", false)
+		defer keeper.Disconnect()
+		keeper.MustSubscribe(b, 1, "elsewhere/#")
+	default:
 		f.start(f.group(routes...))
 		defer f.broker.Close()
 		addr = f.broker.Addr().String()
