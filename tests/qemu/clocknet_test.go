@@ -48,9 +48,9 @@ func TestImageClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The network comes up beside ggcore's start, so the lease may come
-	// after "ggcore ready".
+	// The network comes up once ggcore says it is ready (--ready-fd).
 	v.waitFor(t, "gginit: network: eth0 10.0.2.15/24 by DHCP", bootTimeout)
+	assertNetworkAfterReady(t, v.console.String())
 
 	// Before the sync: the clock is at the build time, the NTP server is
 	// asked and stays silent.
@@ -103,7 +103,20 @@ func TestImageStaticNetwork(t *testing.T) {
 	if strings.Contains(c, "by DHCP") {
 		t.Errorf("DHCP ran despite the static address:\n%s", c)
 	}
+	assertNetworkAfterReady(t, c)
 	v.firstConnection(t, b)
+}
+
+// assertNetworkAfterReady checks that gginit brought the network up
+// because ggcore said it was ready, after its "ggcore ready" line: not
+// beside its start, where the DHCP client takes CPU from it, and not
+// after gginit's bound on the wait.
+func assertNetworkAfterReady(t *testing.T, console string) {
+	t.Helper()
+	ready, up := strings.Index(console, "ggcore ready"), strings.Index(console, "gginit: bringing the network up: ggcore is ready")
+	if ready < 0 || up < ready {
+		t.Errorf("gginit did not bring the network up on ggcore's word that it was ready:\n%s", console)
+	}
 }
 
 // certNotBefore is the start of validity of the certificate in a PEM file.

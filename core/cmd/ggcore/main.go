@@ -48,8 +48,9 @@ func run(args []string, stderr io.Writer) int {
 	configPath := fs.String("config", "/greengrass/config/config.json", "path of config.json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	waitFD := fs.Int("wait-fd", -1, "before reading anything, wait until this inherited file descriptor reaches end of file (gginit closes it once the data partition is mounted)")
+	readyFD := fs.Int("ready-fd", -1, "once ready, write a line to this inherited file descriptor and close it (gginit brings the network up then)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ggcore [--config PATH] [--log-level LEVEL] [--wait-fd N]\n\n")
+		fmt.Fprintf(stderr, "usage: ggcore [--config PATH] [--log-level LEVEL] [--wait-fd N] [--ready-fd N]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +81,8 @@ func run(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	ready := inheritedFile(*readyFD, "ready")
+	defer ready.Close() // a start that fails closes it without a word
 	go warmListen()
 	var warm *tpmWarmup
 	if *waitFD >= 0 {
@@ -102,6 +105,10 @@ func run(args []string, stderr io.Writer) int {
 	log.Info("ggcore ready", "addr", c.broker.Addr().String(), "group", c.groupID,
 		"devices", c.devices, "subscriptions", c.subscriptions, "tls_profile", c.profile,
 		"startup", time.Since(began).Round(time.Millisecond))
+	if ready != nil {
+		_, _ = ready.WriteString("ready\n")
+		ready.Close()
+	}
 	// Reading the group and keys leaves garbage the heap would keep for
 	// minutes; an idle gateway should not.
 	debug.FreeOSMemory()
@@ -139,6 +146,18 @@ func run(args []string, stderr io.Writer) int {
 			}
 		}
 	}
+}
+
+// inheritedFile is file descriptor fd, inherited from gginit, marked to
+// be closed on exec so that the local functions ggcore starts do not
+// hold it open; nil if fd is negative. Closing a nil *os.File is
+// harmless.
+func inheritedFile(fd int, name string) *os.File {
+	if fd < 0 {
+		return nil
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), name)
 }
 
 // waitGate waits until file descriptor fd, inherited from gginit (the

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ggcore/ggcore/internal/testtool"
 )
@@ -105,5 +108,32 @@ func TestWaitFD(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "coreThing.ggMqttPort") {
 		t.Fatalf("ggcore did not wait for the gate before reading its config:\n%s", stderr.String())
+	}
+}
+
+// TestReadyFDClosedWhenStartFails: gginit brings the network up once the
+// descriptor it passed with --ready-fd reaches end of file; a start that
+// fails closes it too, so that gginit does not wait for a ready that
+// will not come.
+func TestReadyFDClosedWhenStartFails(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fd, err := syscall.Dup(int(w.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // run holds the only write end: fd
+	var stderr bytes.Buffer
+	if code := run([]string{"--config", filepath.Join(t.TempDir(), "missing.json"), "--ready-fd", strconv.Itoa(fd)}, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; log:\n%s", code, stderr.String())
+	}
+	if err := r.SetReadDeadline(time.Now().Add(testtool.Timeout)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("ready pipe after a failed start: read %d, %v; want end of file", n, err)
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSettings(t *testing.T) {
@@ -49,5 +51,49 @@ func TestGGCoreArgs(t *testing.T) {
 		if got := strings.Join(ggcoreArgs(parseCmdline(tt.cmdline)), " "); got != tt.want {
 			t.Errorf("ggcoreArgs(%q) = %q, want %q", tt.cmdline, got, tt.want)
 		}
+	}
+}
+
+// TestWaitReady: gginit brings the network up when ggcore says it is
+// ready on the ready pipe, or closes it without a word (it exited), and at
+// the latest after the bound; it says which.
+func TestWaitReady(t *testing.T) {
+	tests := []struct {
+		name  string
+		write string
+		close bool
+		max   time.Duration
+		want  string
+	}{
+		{"ready", "ready\n", true, time.Minute, "ggcore is ready"},
+		{"exited", "", true, time.Minute, "ggcore exited before it was ready"},
+		{"never says", "", false, 50 * time.Millisecond, "ggcore has not said it is ready within 50ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if tt.write != "" {
+				if _, err := w.WriteString(tt.write); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.close {
+				w.Close()
+			}
+			got := make(chan string, 1)
+			go func() { got <- waitReady(r, tt.max) }()
+			select {
+			case why := <-got:
+				if why != tt.want {
+					t.Errorf("waitReady = %q, want %q", why, tt.want)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("waitReady still waiting after 30s (bound %v)", tt.max)
+			}
+		})
 	}
 }

@@ -71,11 +71,22 @@ func planNetwork(args map[string]string) (netPlan, error) {
 // the machine does not have yet.
 var nonlocalBind = []string{"/proc/sys/net/ipv4/ip_nonlocal_bind", "/proc/sys/net/ipv6/ip_nonlocal_bind"}
 
-// startNetwork brings lo up and then, in the background, the first
-// Ethernet interface by the command line's plan; it says how that went.
-// ggcore starts meanwhile: a core whose config.json binds one address
-// (ggcore.localMqttBind) can listen on it before DHCP assigns it.
+// startNetwork brings, in the background, the first Ethernet interface up
+// by the command line's plan; it says how that went. A core whose
+// config.json binds one address (ggcore.localMqttBind) listens on it
+// before DHCP assigns it (prepareNetwork).
 func startNetwork(args map[string]string) {
+	go func() {
+		if err := network(args); err != nil {
+			say("network: %v (devices cannot reach ggcore until the network is up)", err)
+		}
+	}()
+}
+
+// prepareNetwork does, before ggcore reads its config, what ggcore's
+// listener needs from the network: loopback up, and binding to an
+// address not assigned yet allowed.
+func prepareNetwork() {
 	allowNonlocalBind()
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
@@ -84,11 +95,6 @@ func startNetwork(args map[string]string) {
 	if err != nil {
 		say("network: lo: %v", err)
 	}
-	go func() {
-		if err := network(args); err != nil {
-			say("network: %v (devices cannot reach ggcore until the network is up)", err)
-		}
-	}()
 }
 
 // allowNonlocalBind lets programs listen on addresses not assigned yet.
