@@ -49,13 +49,7 @@ func TestPublishReachesConnectedAndOfflineSubscribersOnce(t *testing.T) {
 	f.start(f.group(sub("s1", "pub", "a/#", "online"), sub("s2", "pub", "a/#", "offline")))
 	pub, online := f.mustConnect("pub"), f.mustConnect("online")
 	online.MustSubscribe(t, 1, "a/#")
-	off, _ := f.connectSession("offline", true)
-	off.MustSubscribe(t, 1, "a/#")
-	off.Disconnect()
-	testtool.Eventually(t, "offline session disconnected", func() bool {
-		cl, ok := f.broker.srv.Clients.Get("offline")
-		return ok && cl.Closed()
-	})
+	f.leaveSubscribed(t, "offline", "a/#")
 
 	for _, p := range []string{"m1", "m2", "m3"} {
 		pub.publish(t, "a/x", p, false)
@@ -87,13 +81,7 @@ func TestPublishBesideStoredSessions(t *testing.T) {
 	plain.MustSubscribe(t, 1, "b/#")
 	keeper, _ := f.connectSession("keeper", true)
 	keeper.MustSubscribe(t, 1, "a/#")
-	away, _ := f.connectSession("away", true)
-	away.MustSubscribe(t, 1, "a/#")
-	away.Disconnect()
-	testtool.Eventually(t, "away's session disconnected", func() bool {
-		cl, ok := f.broker.srv.Clients.Get("away")
-		return ok && cl.Closed()
-	})
+	f.leaveSubscribed(t, "away", "a/#")
 
 	pub.publish(t, "b/x", "b1", false) // reaches no stored session
 	pub.publish(t, "a/x", "a1", false) // reaches two
@@ -113,4 +101,17 @@ func TestPublishBesideStoredSessions(t *testing.T) {
 			t.Errorf("%s received %q once more", m.Topic, m.Payload)
 		}
 	}
+}
+
+// leaveSubscribed starts a persistent session for device name, subscribes
+// it to filter at QoS 1 and disconnects it: the session stays, offline.
+func (f *testFleet) leaveSubscribed(t *testing.T, name, filter string) {
+	t.Helper()
+	c, _ := f.connectSession(name, true)
+	c.MustSubscribe(t, 1, filter)
+	c.Disconnect()
+	testtool.Eventually(t, name+"'s session disconnected", func() bool {
+		cl, ok := f.broker.srv.Clients.Get(name)
+		return ok && cl.Closed()
+	})
 }
