@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -63,6 +64,7 @@ func bench(ctx context.Context, o *options, say func(string, ...any)) (rep repor
 		fmt.Sprintf("baseline: %s, max_queued_messages %d, set_tcp_nodelay true, other settings default", mosquittoVersion(ctx, o.mosquitto), mosquittoQueue),
 		fmt.Sprintf("load: %d publishers, %d subscribers, %d messages of %d bytes per publisher and run; QoS 1 window %d per publisher",
 			o.pubs, o.subs, o.messages, o.size, o.window),
+		fmt.Sprintf("each scenario and QoS ran %d times per broker, the brokers taking turns; a row is the run with the median msgs/s (all its figures from that run)", o.rounds),
 		"fanin: all publishers to sub0; fanout: pub0 to all subscribers; mesh: all to all. msgs/s = deliveries / (last delivery - first send); latency is send to delivery",
 		"QoS 0 publishers send back to back with no flow control, so QoS 0 latency is mostly queueing in the broker; a broker that bounds its queues drops instead (lost)",
 		fmt.Sprintf("ggcore binary measured: %s (%s)", o.ggcore, describeBuild(o.ggcore)),
@@ -116,11 +118,38 @@ type brokerRun struct {
 	p       *process
 	d       dialer
 	results []result
+	// lostNotes name the rounds that lost deliveries, whichever run
+	// results reports.
+	lostNotes []string
+}
+
+// medianRun is the run with the median rate of rs (the lower middle one
+// of an even count): one run's figures, not a mix of several.
+func medianRun(rs []result) result {
+	sorted := slices.Clone(rs)
+	slices.SortStableFunc(sorted, func(a, b result) int { return cmp.Compare(a.Rate(), b.Rate()) })
+	return sorted[(len(sorted)-1)/2]
+}
+
+// lostNote says which of rs lost deliveries and how many; "" if none did.
+func lostNote(rs []result) string {
+	var parts []string
+	for i, r := range rs {
+		if r.Lost() > 0 {
+			parts = append(parts, fmt.Sprintf("round %d lost %s", i+1, formatLost(r.Lost(), r.Expected)))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s %s QoS %d: %s", rs[0].Broker, rs[0].Scenario, rs[0].QoS, strings.Join(parts, ", "))
 }
 
 // benchLoad starts every broker, then runs each scenario and QoS against
-// each broker in turn, so that both see the same background load of the
-// machine, and stops them. Results come back broker by broker.
+// each broker in turn, o.rounds times, so that all see the same background
+// load of the machine, and stops them. Each broker's row is its run with
+// the median rate (medianRun); a loss in any round is noted. Results come
+// back broker by broker.
 func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*tls.Config, error),
 	pubs, subs []string, work string, say func(string, ...any)) (results []result, notes []string, err error) {
 	runs := make([]*brokerRun, 0, len(o.brokers))
@@ -147,28 +176,37 @@ func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*
 		}
 		for _, q := range o.qos {
 			qos, _ := strconv.Atoi(q)
-			for _, r := range runs {
-				spec := loadSpec{Broker: r.name, Scenario: sc, QoS: byte(qos), Messages: o.messages, Size: o.size,
-					Window: o.window, Timeout: o.timeout, Drain: o.drain}
-				say("%s %s QoS %d: %d → %d, %d messages per publisher", r.name, sc.Name, qos,
-					len(sc.Publishers), len(sc.Subscribers), o.messages)
-				cpu0, ok0 := r.p.cpuTime()
-				res, err := runLoad(ctx, r.d, spec, say)
-				if cpu1, ok1 := r.p.cpuTime(); ok0 && ok1 {
-					res.BrokerCPU = cpu1 - cpu0
+			rounds := make([][]result, len(runs))
+			for round := 1; round <= o.rounds; round++ {
+				for i, r := range runs {
+					spec := loadSpec{Broker: r.name, Scenario: sc, QoS: byte(qos), Messages: o.messages, Size: o.size,
+						Window: o.window, Timeout: o.timeout, Drain: o.drain}
+					say("%s %s QoS %d, round %d of %d: %d → %d, %d messages per publisher", r.name, sc.Name, qos, round, o.rounds,
+						len(sc.Publishers), len(sc.Subscribers), o.messages)
+					cpu0, ok0 := r.p.cpuTime()
+					res, err := runLoad(ctx, r.d, spec, say)
+					if cpu1, ok1 := r.p.cpuTime(); ok0 && ok1 {
+						res.BrokerCPU = cpu1 - cpu0
+					}
+					if err != nil {
+						return nil, nil, fmt.Errorf("%s %s QoS %d: %w", r.name, sc.Name, qos, err)
+					}
+					if r.p.exited() {
+						return nil, nil, r.p.exitError()
+					}
+					say("%s %s QoS %d: %.0f msgs/s, p50 %s, p99 %s, lost %s", r.name, sc.Name, qos, res.Rate(),
+						formatLatency(res.Latency.P50), formatLatency(res.Latency.P99), formatLost(res.Lost(), res.Expected))
+					if qos == 1 && res.Lost() > 0 {
+						say("%s %s QoS 1: %d deliveries lost although the broker acknowledged every PUBLISH", r.name, sc.Name, res.Lost())
+					}
+					rounds[i] = append(rounds[i], res)
 				}
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s %s QoS %d: %w", r.name, sc.Name, qos, err)
+			}
+			for i, r := range runs {
+				r.results = append(r.results, medianRun(rounds[i]))
+				if lost := lostNote(rounds[i]); lost != "" {
+					r.lostNotes = append(r.lostNotes, lost)
 				}
-				if r.p.exited() {
-					return nil, nil, r.p.exitError()
-				}
-				say("%s %s QoS %d: %.0f msgs/s, p50 %s, p99 %s, lost %s", r.name, sc.Name, qos, res.Rate(),
-					formatLatency(res.Latency.P50), formatLatency(res.Latency.P99), formatLost(res.Lost(), res.Expected))
-				if qos == 1 && res.Lost() > 0 {
-					say("%s %s QoS 1: %d deliveries lost although the broker acknowledged every PUBLISH", r.name, sc.Name, res.Lost())
-				}
-				r.results = append(r.results, res)
 			}
 		}
 	}
@@ -198,6 +236,7 @@ func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*
 		}
 		results = append(results, r.results...)
 		notes = append(notes, r.note())
+		notes = append(notes, r.lostNotes...)
 	}
 	return results, notes, nil
 }

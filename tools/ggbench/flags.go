@@ -14,7 +14,7 @@ type options struct {
 	ggprov, ggcore, mosquitto string
 	brokers, qos, scenarios   []string
 	pubs, subs, messages      int
-	size, window              int
+	size, window, rounds      int
 	devices, concurrency      int
 	heldPairs, heldMessages   int
 	soak                      time.Duration
@@ -39,6 +39,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.messages, "messages", 20000, "messages per publisher and run")
 	fs.IntVar(&o.size, "size", 256, "payload bytes (at least 24: the stamp)")
 	fs.IntVar(&o.window, "window", 16, "QoS 1 in-flight PUBLISHes per publisher")
+	fs.IntVar(&o.rounds, "rounds", 3, "runs of each scenario and QoS per broker, brokers taking turns; the run with the median rate is reported")
 	fs.IntVar(&o.devices, "devices", 1000, "devices connected for the memory figures (0: skip)")
 	fs.IntVar(&o.heldPairs, "held-pairs", 10, "workers of the held scenario (0: skip)")
 	fs.IntVar(&o.heldMessages, "held-messages", 10000, "QoS 1 messages per worker of the held scenario")
@@ -77,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		val, min int
 	}{
 		{"pubs", o.pubs, 1}, {"subs", o.subs, 1}, {"messages", o.messages, 1}, {"size", o.size, stampSize},
-		{"window", o.window, 1}, {"devices", o.devices, 0}, {"concurrency", o.concurrency, 1},
+		{"window", o.window, 1}, {"rounds", o.rounds, 1}, {"devices", o.devices, 0}, {"concurrency", o.concurrency, 1},
 		{"held-pairs", o.heldPairs, 0}, {"held-messages", o.heldMessages, 1},
 	} {
 		if n.val < n.min {

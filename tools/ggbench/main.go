@@ -24,8 +24,9 @@
 //     against the group CA and uses its thing name as MQTT client ID.
 //  3. for each scenario (fanin: all publishers to sub0; fanout: pub0 to
 //     all subscribers; mesh: all to all) and QoS 0 and 1, runs the same
-//     load against each broker in turn, so both see the same background
-//     load: --messages stamped payloads per publisher (QoS 1: at most
+//     load against each broker in turn, so all see the same background
+//     load, --rounds times (3), reporting each broker's run with the
+//     median rate: --messages stamped payloads per publisher (QoS 1: at most
 //     --window unacknowledged per publisher, and never more than the
 //     broker's Receive Maximum). It measures deliveries per second (from
 //     the first send to the last delivery), p50 and p99 end-to-end

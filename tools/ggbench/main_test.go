@@ -45,6 +45,7 @@ func TestParseFlagsRejects(t *testing.T) {
 		{[]string{"--size", "10"}, "--size: 10 is below 24"},
 		{[]string{"--pubs", "0"}, "--pubs: 0 is below 1"},
 		{[]string{"--devices", "-1"}, "--devices: -1 is below 0"},
+		{[]string{"--rounds", "0"}, "--rounds: 0 is below 1"},
 		{[]string{"--drain", "0s"}, "--drain must be positive"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
