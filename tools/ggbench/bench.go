@@ -242,13 +242,14 @@ func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*
 }
 
 // note describes a broker's runs: the TLS it negotiated, the QoS 1
-// window it allowed and, for ggcore, its own counters at stop.
+// window its publishers used in the load scenarios and, for ggcore, its
+// own counters at stop.
 func (r *brokerRun) note() string {
 	var tlsName string
 	window := -1
 	for _, res := range r.results {
 		tlsName = res.TLS
-		if res.QoS == 1 {
+		if res.QoS == 1 && res.Scenario != heldScenario { // held sends one at a time
 			window = res.Window
 		}
 	}
