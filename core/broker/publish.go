@@ -120,7 +120,7 @@ func (h *routingHook) publishDirect(cl *mqtt.Client, snap *snapshot, src *Thing,
 		return false
 	}
 	subs, ok := h.subs.get(b.srv, pk.TopicName)
-	if !ok || (pk.FixedHeader.Qos > 0 && reachesStored(b.store, snap, src, subs, &pk)) {
+	if !ok || (pk.FixedHeader.Qos > 0 && routesToStored(b.store, snap, src, subs, &pk)) {
 		return false
 	}
 	if !cl.Net.Inline {
@@ -159,9 +159,11 @@ func (h *routingHook) publishDirect(cl *mqtt.Client, snap *snapshot, src *Thing,
 	return false
 }
 
-// reachesStored tells whether the table sends pk to a session store
-// keeps (none without a store).
-func reachesStored(store *sessionStore, snap *snapshot, src *Thing, subs []subscriber, pk *packets.Packet) bool {
+// routesToStored tells whether the table sends pk to a session store
+// keeps (none without a store). Unlike persistHook.reachesStored, which
+// mochi's path asks of every subscriber, it counts only the subscribers
+// the table lets have pk.
+func routesToStored(store *sessionStore, snap *snapshot, src *Thing, subs []subscriber, pk *packets.Packet) bool {
 	if store == nil || store.nSessions.Load() == 0 {
 		return false
 	}
