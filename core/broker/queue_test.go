@@ -93,15 +93,33 @@ func TestStalledSubscriberLosesOnlyItsOwnMessages(t *testing.T) {
 	f.limits = Limits{QueueMessages: 200}
 	f.start(f.group(sub("s1", "pub", "t/#", "live"), sub("s2", "pub", "t/#", "stalled")))
 	f.stalledSubscriber("stalled", "t/#", 1)
+	const n = 3000
 	var got atomic.Int64
+	received := make(chan struct{}, n)
 	live := f.mustConnect("live")
 	live.Discard() // the test counts what arrives itself
-	live.Paho.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) { got.Add(1); return true, nil })
+	live.Paho.AddOnPublishReceived(func(paho.PublishReceived) (bool, error) {
+		got.Add(1)
+		received <- struct{}{}
+		return true, nil
+	})
 	live.subscribe(t, "t/#")
 	publisher := f.mustConnect("pub")
-	const n = 3000
 	payload := make([]byte, 1024)
+	// The live subscriber shares the queue bound, so the publisher stays at
+	// most ahead messages ahead of it: on a loaded machine a faster
+	// publisher would fill the live queue too, and those drops would be
+	// right. The stalled subscriber never reads; if it held anything up,
+	// the live one would stop receiving and the publisher would wait here.
+	const ahead = 100
 	for i := 0; i < n; i++ {
+		if i >= ahead {
+			select {
+			case <-received:
+			case <-time.After(testtool.Timeout):
+				t.Fatalf("the live subscriber received %d of the first %d messages (dropped %d)", got.Load(), i, f.broker.ClientDropped("live"))
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := publisher.Paho.Publish(ctx, &paho.Publish{Topic: "t/x", QoS: 1, Payload: payload})
 		cancel()
@@ -109,7 +127,12 @@ func TestStalledSubscriberLosesOnlyItsOwnMessages(t *testing.T) {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
-	waitFor(t, 30*time.Second, "the live subscriber's messages", func() bool { return got.Load() == n })
+	waitFor(t, 30*time.Second, "the live subscriber's messages", func() bool {
+		if d := f.broker.ClientDropped("live"); d != 0 {
+			t.Fatalf("the live subscriber lost %d messages (received %d of %d)", d, got.Load(), n)
+		}
+		return got.Load() == n
+	})
 	// The stalled one holds its window (512), its queue (200) and what its
 	// socket buffers took; every other message was dropped and counted.
 	waitFor(t, 10*time.Second, "drops counted", func() bool { return f.broker.ClientDropped("stalled") > 0 })
