@@ -33,9 +33,10 @@ type routingHook struct {
 	mqtt.HookBase
 	b *Broker
 
-	// replays holds, per client, the subscriptions of the SUBSCRIBE being
-	// processed whose retained messages are due once its SUBACK is out.
-	replays sync.Map // *mqtt.Client -> []packets.Subscription
+	// replays holds, per client, what the SUBSCRIBE being processed owes
+	// in retained messages: the subscriptions (OnSubscribe), then the
+	// messages themselves (OnSubscribed), due once its SUBACK is out.
+	replays sync.Map // *mqtt.Client -> []packets.Subscription, then []replay
 
 	// subs and partial serve the direct publish path (publish.go).
 	subs     subscriberCache
@@ -182,11 +183,12 @@ func (h *routingHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Pa
 	return pk
 }
 
-// OnPacketProcessed sends the retained messages owed by a SUBSCRIBE once
-// mochi has written its SUBACK. It also wakes the queue writer of a client
-// whose acknowledgement may have made room in its window (queue.go): mochi
-// copies every packet into each hook that takes this event, for every
-// packet read, so one hook takes it for both.
+// OnPacketProcessed sends the retained messages owed by a SUBSCRIBE
+// (looked up in OnSubscribed) once mochi has written its SUBACK. It also
+// wakes the queue writer of a client whose acknowledgement may have made
+// room in its window (queue.go): mochi copies every packet into each hook
+// that takes this event, for every packet read, so one hook takes it for
+// both.
 func (h *routingHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
 	switch pk.FixedHeader.Type {
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
@@ -200,10 +202,8 @@ func (h *routingHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err 
 	if !ok || err != nil {
 		return
 	}
-	for _, sub := range v.([]packets.Subscription) {
-		if granted, ok := cl.State.Subscriptions.Get(sub.Filter); ok {
-			h.replayRetained(cl, granted)
-		}
+	if due, ok := v.([]replay); ok {
+		h.sendRetained(cl, due)
 	}
 }
 
@@ -215,31 +215,71 @@ func (h *routingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // OnSubscribed and OnUnsubscribed (which mochi calls before its SUBACK or
 // UNSUBACK, and when it drops a session's subscriptions) make the direct
 // path look subscribers up afresh.
-func (h *routingHook) OnSubscribed(*mqtt.Client, packets.Packet, []byte) { h.subs.invalidate() }
+//
+// OnSubscribed also looks up the retained messages the SUBSCRIBE owes:
+// the new subscriptions are in place and the SUBACK not yet written, so
+// a retained message published after the client got its SUBACK is
+// delivered live and only live, never replayed as well. (Looked up after
+// the SUBACK, as mochi does, it could be both.)
+func (h *routingHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.subs.invalidate()
+	v, ok := h.replays.Load(cl)
+	if !ok {
+		return
+	}
+	owed, ok := v.([]packets.Subscription)
+	if !ok {
+		return
+	}
+	var due []replay
+	for i, f := range pk.Filters {
+		if i >= len(codes) || codes[i] >= packets.ErrUnspecifiedError.Code ||
+			!slices.ContainsFunc(owed, func(o packets.Subscription) bool { return o.Filter == f.Filter }) {
+			continue
+		}
+		if granted, ok := cl.State.Subscriptions.Get(f.Filter); ok {
+			due = append(due, h.retainedFor(cl, granted)...)
+		}
+	}
+	h.replays.Store(cl, due)
+}
 
 func (h *routingHook) OnUnsubscribed(*mqtt.Client, packets.Packet) { h.subs.invalidate() }
 
-// replayRetained sends cl the retained messages matching sub that the
-// table allows, with the retain flag set, as MQTT requires for replays.
-func (h *routingHook) replayRetained(cl *mqtt.Client, sub packets.Subscription) {
+// replay is a retained message owed to a new subscription.
+type replay struct {
+	msg packets.Packet
+	sub packets.Subscription
+}
+
+// retainedFor returns the retained messages matching sub that the table
+// lets cl have.
+func (h *routingHook) retainedFor(cl *mqtt.Client, sub packets.Subscription) []replay {
 	snap := h.b.snap.Load()
 	dst := snap.byName[cl.ID]
 	if dst == nil {
-		return
+		return nil
 	}
-	srv := h.b.srv
-	for _, msg := range srv.Topics.Messages(sub.Filter) {
-		src := snap.byName[msg.Origin]
-		if src == nil || !snap.table.Allowed(src.ARN, dst.ARN, msg.TopicName) {
-			continue
+	var due []replay
+	for _, msg := range h.b.srv.Topics.Messages(sub.Filter) {
+		if src := snap.byName[msg.Origin]; src != nil && snap.table.Allowed(src.ARN, dst.ARN, msg.TopicName) {
+			due = append(due, replay{msg: msg, sub: sub})
 		}
-		err := mochiext.SendRetained(srv, cl, msg, sub)
+	}
+	return due
+}
+
+// sendRetained sends cl the retained messages due, with the retain flag
+// set, as MQTT requires for replays.
+func (h *routingHook) sendRetained(cl *mqtt.Client, due []replay) {
+	for _, r := range due {
+		err := mochiext.SendRetained(h.b.srv, cl, r.msg, r.sub)
 		if errors.Is(err, mochiext.ErrInflightFull) {
-			h.b.log.Warn("retained message not replayed: inflight window full", "client", cl.ID, "topic", msg.TopicName)
+			h.b.log.Warn("retained message not replayed: inflight window full", "client", cl.ID, "topic", r.msg.TopicName)
 			continue
 		}
 		if err != nil {
-			h.b.log.Debug("retained replay failed", "client", cl.ID, "topic", msg.TopicName, "error", err)
+			h.b.log.Debug("retained replay failed", "client", cl.ID, "topic", r.msg.TopicName, "error", err)
 			return
 		}
 	}
