@@ -105,6 +105,11 @@ type subQueue struct {
 	// connecting is set from the CONNECT of a connection until its
 	// session is established: messages for it wait in the queue.
 	connecting bool
+	// ending is connecting for a clean start: the session begins without
+	// subscriptions, so what arrives meanwhile was routed by those of the
+	// session it replaces (mochi drops them only after the CONNECT's
+	// hooks ran) and is discarded.
+	ending bool
 	entries    []queued // entries[head:] are queued, oldest first
 	head       int
 	live       int   // entries not dead
@@ -188,6 +193,11 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 		rec = qs.b.queuedRecord(id, &e)
 	}
 	q.mu.Lock()
+	if q.ending || (q.cl != nil && !subscribed(q.cl, &sub)) {
+		// Routed by a subscription the session no longer has.
+		q.mu.Unlock()
+		return true
+	}
 	if (q.cl == nil && q.live == 0 && !q.connecting) || (direct && q.connecting) {
 		q.mu.Unlock()
 		return false
@@ -207,6 +217,23 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 	q.kickLocked(qs)
 	q.mu.Unlock()
 	return true
+}
+
+// subscribed reports whether cl still has sub, which a publisher's lookup
+// found (mochi's, or the direct path's cache) and which may have gone
+// since: unsubscribed, or dropped by a clean start that took the session
+// over. sub merges every filter of cl's that matches the topic; any will
+// do.
+func subscribed(cl *mqtt.Client, sub *packets.Subscription) bool {
+	if _, ok := cl.State.Subscriptions.Get(sub.Filter); ok {
+		return true
+	}
+	for f := range sub.Identifiers {
+		if _, ok := cl.State.Subscriptions.Get(f); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // subscriptionIDs returns the subscription identifiers a message matching
@@ -626,7 +653,7 @@ func (qs *queues) send(cl *mqtt.Client, p []byte, n int) error {
 func (qs *queues) attach(cl *mqtt.Client) {
 	q := qs.getOrCreate(cl.ID)
 	q.mu.Lock()
-	q.cl, q.connecting = cl, false
+	q.cl, q.connecting, q.ending = cl, false, false
 	if q.running {
 		q.signal() // the writer of the old connection hands over
 	}
@@ -642,7 +669,7 @@ func (qs *queues) detach(id string, clean bool) {
 	q := qs.getOrCreate(id)
 	q.wmu.Lock()
 	q.mu.Lock()
-	q.cl, q.connecting = nil, true
+	q.cl, q.connecting, q.ending = nil, true, clean
 	if clean {
 		q.clearLocked(qs)
 	}
@@ -681,7 +708,7 @@ func (qs *queues) forget(id string) {
 	}
 	q.mu.Lock()
 	q.clearLocked(qs)
-	q.cl, q.connecting = nil, false
+	q.cl, q.connecting, q.ending = nil, false, false
 	qs.m.CompareAndDelete(id, q)
 	q.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -200,5 +201,78 @@ func TestQueuedDeliveryKeepsMQTT5Properties(t *testing.T) {
 		if _, err := ack.WriteTo(conn); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A connection with a clean start begins a session without
+// subscriptions: nothing published for the session it replaces reaches
+// it, however close to the CONNECT it arrives. A publisher keeps sending
+// on t/x while, round after round, the subscriber connects with a
+// persistent session subscribed to t/#, then again with a clean start.
+// Each new session subscribes to a marker topic only, and everything
+// queued for it before that arrives before the marker.
+func TestCleanStartGetsNothingOfTheOldSession(t *testing.T) {
+	f := newTestFleet(t, "pub", "sub")
+	f.start(f.group(sub("s1", "pub", "t/#", "sub"), sub("s2", "pub", "marker/#", "sub")))
+	subscribe := func(conn net.Conn, filter string) {
+		t.Helper()
+		s := packets.NewControlPacket(packets.SUBSCRIBE).Content.(*packets.Subscribe)
+		s.PacketID = 1
+		s.Subscriptions = []packets.SubOptions{{Topic: filter, QoS: 1}}
+		if _, err := s.WriteTo(conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publisher := f.mustConnect("pub")
+	publish := func(topic string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), testtool.Timeout)
+		defer cancel()
+		_, err := publisher.Paho.Publish(ctx, &paho.Publish{Topic: topic, QoS: 0, Payload: []byte(topic)})
+		return err
+	}
+	stop := make(chan struct{})
+	flooding := make(chan struct{})
+	go func() {
+		defer close(flooding)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if publish("t/x") != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-flooding }()
+	for round := range 20 {
+		old := f.rawConnectWith(t, "sub", &packets.Properties{SessionExpiryInterval: new(uint32(60))})
+		subscribe(old, "t/#")
+		for p := readPacket(t, old); p.Type != packets.SUBACK; p = readPacket(t, old) {
+			if p.Type != packets.PUBLISH { // MQTT lets messages come before the SUBACK
+				t.Fatalf("round %d: %v, want SUBACK", round, p)
+			}
+		}
+		conn := f.rawConnect(t, "sub") // a clean start, taking the session over
+		old.Close()
+		subscribe(conn, "marker/#")
+		marker := fmt.Sprintf("marker/%d", round)
+		for got := false; !got; {
+			p := readPacket(t, conn)
+			switch {
+			case p.Type == packets.SUBACK:
+				if err := publish(marker); err != nil {
+					t.Fatal(err)
+				}
+			case p.Type == packets.PUBLISH && p.Content.(*packets.Publish).Topic == marker:
+				got = true
+			case p.Type == packets.PUBLISH:
+				t.Fatalf("round %d: the clean session received a message on %s", round, p.Content.(*packets.Publish).Topic)
+			default:
+				t.Fatalf("round %d: unexpected %v", round, p)
+			}
+		}
+		conn.Close()
 	}
 }

@@ -35,11 +35,12 @@ func TestRetainedPublishedAfterSubackArrivesOnce(t *testing.T) {
 			t.Fatalf("publish %s %q: %v", topic, payload, err)
 		}
 	}
-	write := func(p interface {
-		WriteTo(w io.Writer) (int64, error)
-	}) { t.Helper(); if _, err := p.WriteTo(conn); err != nil {
-		t.Fatal(err)
-	} }
+	write := func(p io.WriterTo) {
+		t.Helper()
+		if _, err := p.WriteTo(conn); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for round := range 50 {
 		topic := fmt.Sprintf("r/%d", round)
 		s := packets.NewControlPacket(packets.SUBSCRIBE).Content.(*packets.Subscribe)
