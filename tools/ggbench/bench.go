@@ -183,11 +183,7 @@ func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*
 						Window: o.window, Timeout: o.timeout, Drain: o.drain}
 					say("%s %s QoS %d, round %d of %d: %d → %d, %d messages per publisher", r.name, sc.Name, qos, round, o.rounds,
 						len(sc.Publishers), len(sc.Subscribers), o.messages)
-					cpu0, ok0 := r.p.cpuTime()
-					res, err := runLoad(ctx, r.d, spec, say)
-					if cpu1, ok1 := r.p.cpuTime(); ok0 && ok1 {
-						res.BrokerCPU = cpu1 - cpu0
-					}
+					res, err := withCPU(r.p, func() (result, error) { return runLoad(ctx, r.d, spec, say) })
 					if err != nil {
 						return nil, nil, fmt.Errorf("%s %s QoS %d: %w", r.name, sc.Name, qos, err)
 					}
@@ -214,11 +210,9 @@ func benchLoad(ctx context.Context, o *options, f *fleet, tlsFor func(string) (*
 	if o.heldPairs > 0 {
 		for _, r := range runs {
 			say("%s held QoS 1: %d workers × %d messages", r.name, o.heldPairs, o.heldMessages)
-			cpu0, ok0 := r.p.cpuTime()
-			res, err := runHeld(ctx, r.d, r.name, o.heldPairs, o.heldMessages, o.size, o.timeout, say)
-			if cpu1, ok1 := r.p.cpuTime(); ok0 && ok1 {
-				res.BrokerCPU = cpu1 - cpu0
-			}
+			res, err := withCPU(r.p, func() (result, error) {
+				return runHeld(ctx, r.d, r.name, o.heldPairs, o.heldMessages, o.size, o.timeout, say)
+			})
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s held: %w", r.name, err)
 			}

@@ -75,6 +75,9 @@ type result struct {
 	// used during the run, connecting and subscribing included; 0 when
 	// unknown.
 	BrokerCPU time.Duration
+	// LoadCPU is the CPU time ggbench itself (the load: every publisher
+	// and subscriber) used during the run; 0 when unknown.
+	LoadCPU time.Duration
 }
 
 // Lost is how many expected deliveries never arrived.
@@ -85,6 +88,15 @@ func (r result) Lost() int64 { return r.Expected - r.Unique }
 func (r result) CPUPerDelivery() time.Duration {
 	if n := r.Received - r.Stray; n > 0 {
 		return r.BrokerCPU / time.Duration(n)
+	}
+	return 0
+}
+
+// LoadCPUPerDelivery is ggbench's own CPU time per delivery, 0 when
+// unknown.
+func (r result) LoadCPUPerDelivery() time.Duration {
+	if n := r.Received - r.Stray; n > 0 {
+		return r.LoadCPU / time.Duration(n)
 	}
 	return 0
 }

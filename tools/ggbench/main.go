@@ -30,8 +30,9 @@
 //     --window unacknowledged per publisher, and never more than the
 //     broker's Receive Maximum). It measures deliveries per second (from
 //     the first send to the last delivery), p50 and p99 end-to-end
-//     latency, and lost deliveries (expected = publishers × messages ×
-//     subscribers).
+//     latency, lost deliveries (expected = publishers × messages ×
+//     subscribers), and the CPU time per delivery of the broker and of
+//     ggbench itself, which share the machine's cores.
 //     Then the held scenario (held.go) against each broker: --held-pairs
 //     workers, each publishing --held-messages QoS 1 messages one at a time
 //     while its subscriber holds its acknowledgements until it is done.

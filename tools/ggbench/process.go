@@ -123,6 +123,31 @@ func (p *process) cpuTime() (time.Duration, bool) {
 	return d, d >= 0
 }
 
+// selfCPU is the CPU time (user and system) ggbench has used so far;
+// false when it cannot be read.
+func selfCPU() (time.Duration, bool) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, false
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
+}
+
+// withCPU runs a load and records the CPU time broker p and ggbench
+// itself used meanwhile (result.BrokerCPU, result.LoadCPU).
+func withCPU(p *process, run func() (result, error)) (result, error) {
+	broker0, okBroker := p.cpuTime()
+	self0, okSelf := selfCPU()
+	res, err := run()
+	if broker1, ok := p.cpuTime(); ok && okBroker {
+		res.BrokerCPU = broker1 - broker0
+	}
+	if self1, ok := selfCPU(); ok && okSelf {
+		res.LoadCPU = self1 - self0
+	}
+	return res, err
+}
+
 // parseCPUTime reads utime and stime (fields 14 and 15) from the text of
 // /proc/PID/stat, -1 when it cannot; the command name (field 2) may hold
 // spaces and parentheses, so fields are counted after its last ')'.

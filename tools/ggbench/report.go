@@ -29,11 +29,11 @@ func (r report) markdown() string {
 	}
 
 	if len(r.Results) > 0 {
-		t := table{header: []string{"broker", "scenario", "QoS", "msgs/s", "p50", "p99", "lost", "CPU/msg"}}
+		t := table{header: []string{"broker", "scenario", "QoS", "msgs/s", "p50", "p99", "lost", "CPU/msg", "load CPU/msg"}}
 		for _, res := range r.Results {
 			t.add(res.Broker, res.Scenario, fmt.Sprint(res.QoS), fmt.Sprintf("%.0f", res.Rate()),
 				formatLatency(res.Latency.P50), formatLatency(res.Latency.P99), formatLost(res.Lost(), res.Expected),
-				formatCPU(res.CPUPerDelivery()))
+				formatCPU(res.CPUPerDelivery()), formatCPU(res.LoadCPUPerDelivery()))
 		}
 		b.WriteString(t.String())
 		var remarks []string

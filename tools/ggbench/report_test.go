@@ -45,7 +45,7 @@ func TestReportMarkdown(t *testing.T) {
 	res := func(broker string, qos byte, received, unique int64, elapsed time.Duration, p99 time.Duration) result {
 		return result{Broker: broker, Scenario: "mesh", QoS: qos, Expected: 1000, Received: received,
 			Unique: unique, Elapsed: elapsed, Latency: latencySummary{P50: time.Millisecond, P99: p99},
-			BrokerCPU: time.Duration(received) * 10 * time.Microsecond}
+			BrokerCPU: time.Duration(received) * 10 * time.Microsecond, LoadCPU: time.Duration(received) * 40 * time.Microsecond}
 	}
 	r := report{
 		Notes: []string{"command: ggbench --messages 250"},
@@ -58,9 +58,9 @@ func TestReportMarkdown(t *testing.T) {
 	md := r.markdown()
 	for _, want := range []string{
 		"- command: ggbench --messages 250\n",
-		"| broker    | scenario | QoS | msgs/s |     p50 |     p99 |       lost | CPU/msg |",
-		"| mosquitto | mesh     |   1 |   1000 | 1.00 ms | 4.00 ms |          0 | 10.0 µs |",
-		"| ggcore    | mesh     |   1 |   1980 | 1.00 ms | 2.00 ms | 10 (1.00%) | 10.0 µs |",
+		"| broker    | scenario | QoS | msgs/s |     p50 |     p99 |       lost | CPU/msg | load CPU/msg |\n",
+		"| mosquitto | mesh     |   1 |   1000 | 1.00 ms | 4.00 ms |          0 | 10.0 µs |      40.0 µs |\n",
+		"| ggcore    | mesh     |   1 |   1980 | 1.00 ms | 2.00 ms | 10 (1.00%) | 10.0 µs |      40.0 µs |\n",
 		"\n- ggcore mesh QoS 1: 10 deliveries lost although the broker acknowledged every PUBLISH",
 		"| mesh     |   1 |         1.98 |      0.50 |          1.00 |", // ratio row: 1980/1000, 2 ms/4 ms, 10 µs/10 µs
 		"| ggcore | 1000 connected | 64.0 MiB | 70.0 MiB |",
