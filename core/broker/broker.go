@@ -113,13 +113,15 @@ type Limits struct {
 	// TotalQueueBytes bounds all subscribers' queues together. Past nine
 	// tenths of it publishers are slowed (PublishWait); past it messages
 	// for subscribers with a queue are dropped, counted and logged.
+	// Queues of sessions that are not connected take at most half of it.
 	TotalQueueBytes int64
 	// PublishWait is the longest one publish is held while the queues are
 	// near TotalQueueBytes.
 	PublishWait time.Duration
 	// MaxInflight bounds unacknowledged outbound QoS 1/2 messages per
 	// session: the window of a connected subscriber (lowered to its MQTT 5
-	// Receive Maximum), and the queue of a session that is not connected.
+	// Receive Maximum), and what mochi keeps for a session that is not
+	// connected and has no queue (one that ends with its connection).
 	MaxInflight uint16
 	// ReceiveMaximum is how many QoS 1/2 publishes a client may have
 	// unacknowledged towards the broker (MQTT 5 flow control).

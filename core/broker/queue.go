@@ -37,11 +37,12 @@ import (
 //     subscribers cannot freeze the broker. Past the bound, messages for
 //     queued subscribers are dropped as above.
 //
-// Sessions that are not connected keep mochi's own queue (the session's
-// inflight messages, bounded by Limits.MaxInflight, which persist.go
-// stores); a queue that still holds messages when its subscriber
-// disconnects keeps them, in order, for the next connection of a
-// persistent session.
+// A persistent session that is not connected keeps its queue: what it
+// held at the disconnect and every QoS 1/2 message since (QoS 0 messages
+// are not kept for it), within the same bounds, for its next connection,
+// after the inflight messages mochi resends. All such queues together
+// take at most half of Limits.TotalQueueBytes, so that devices that stay
+// away never make publishers wait.
 //
 // For a session the store keeps (persist.go), every QoS 1/2 message put
 // in its queue is stored with it (storeQueued) before it can leave the
@@ -109,13 +110,13 @@ type subQueue struct {
 	// subscriptions, so what arrives meanwhile was routed by those of the
 	// session it replaces (mochi drops them only after the CONNECT's
 	// hooks ran) and is discarded.
-	ending bool
-	entries    []queued // entries[head:] are queued, oldest first
-	head       int
-	live       int   // entries not dead
-	qos0       int   // live QoS 0 entries
-	bytes      int64 // size of the live entries
-	running    bool  // a writer goroutine serves the queue
+	ending  bool
+	entries []queued // entries[head:] are queued, oldest first
+	head    int
+	live    int   // entries not dead
+	qos0    int   // live QoS 0 entries
+	bytes   int64 // size of the live entries
+	running bool  // a writer goroutine serves the queue
 	// idle is set while the writer waits for messages: only then does a
 	// new message wake it.
 	idle bool
@@ -180,11 +181,14 @@ func (qs *queues) window(cl *mqtt.Client) int {
 // ids are the subscription's identifiers (subscriptionIDs), which the
 // entry shares and never modifies.
 func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscription, ids []int, direct bool) bool {
+	e := queued{msg: msg, qos: min(msg.FixedHeader.Qos, sub.Qos, qs.b.srv.Options.Capabilities.MaximumQos), size: entrySize(msg)}
 	q := qs.get(id)
 	if q == nil {
-		return false
+		if e.qos == 0 || !qs.keptOffline(id) {
+			return false
+		}
+		q = qs.getOrCreate(id)
 	}
-	e := queued{msg: msg, qos: min(msg.FixedHeader.Qos, sub.Qos, qs.b.srv.Options.Capabilities.MaximumQos), size: entrySize(msg)}
 	e.fwdRetained, e.retainAsPublished, e.ids = sub.FwdRetainedFlag, sub.RetainAsPublished, ids
 	// A stored session's copy is encoded here, off q.mu, and submitted
 	// below, before the entry can leave the queue.
@@ -198,11 +202,17 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 		q.mu.Unlock()
 		return true
 	}
-	if (q.cl == nil && q.live == 0 && !q.connecting) || (direct && q.connecting) {
+	offline := q.cl == nil && !q.connecting
+	if offline && e.qos == 0 {
+		// Not kept for a session that is not connected (nor by mochi).
+		q.mu.Unlock()
+		return true
+	}
+	if (offline && q.live == 0 && !qs.keptOffline(id)) || (direct && q.connecting) {
 		q.mu.Unlock()
 		return false
 	}
-	if !q.admitLocked(qs, e.size, msg.TopicName) {
+	if !q.admitLocked(qs, e.size, msg.TopicName, offline) {
 		q.mu.Unlock()
 		qs.b.drops.add(q.id, "queue full: message dropped", msg.TopicName, e.qos)
 		return true
@@ -217,6 +227,13 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 	q.kickLocked(qs)
 	q.mu.Unlock()
 	return true
+}
+
+// keptOffline reports whether id is a session that outlives its
+// connection and is not connected: its QoS 1/2 messages wait in its queue.
+func (qs *queues) keptOffline(id string) bool {
+	cl, ok := qs.b.srv.Clients.Get(id)
+	return ok && cl.Closed() && persistent(cl)
 }
 
 // subscribed reports whether cl still has sub, which a publisher's lookup
@@ -253,16 +270,23 @@ func subscriptionIDs(sub packets.Subscription) []int {
 
 // admitLocked makes room for an entry of size bytes, dropping the oldest
 // QoS 0 entries as needed; false when there is none to drop. q.mu is held.
-func (q *subQueue) admitLocked(qs *queues, size int64, topic string) bool {
+// A queue whose session is not connected (offline) may take the queues'
+// total only to half its bound: what offline sessions hold never makes
+// publishers wait (pace), which begins at nine tenths.
+func (q *subQueue) admitLocked(qs *queues, size int64, topic string, offline bool) bool {
 	lim := &qs.b.limits
+	total := lim.TotalQueueBytes
+	if offline {
+		total /= 2
+	}
 	for q.live > 0 && (q.live >= lim.QueueMessages || q.bytes+size > lim.QueueBytes ||
-		qs.bytes.Load()+size > lim.TotalQueueBytes) {
+		qs.bytes.Load()+size > total) {
 		if q.qos0 == 0 || !q.evictOldestQoS0(qs) {
 			return false
 		}
 		qs.b.drops.add(q.id, "queue full: oldest QoS 0 message dropped", topic, 0)
 	}
-	return q.live > 0 || qs.bytes.Load()+size <= lim.TotalQueueBytes
+	return q.live > 0 || qs.bytes.Load()+size <= total
 }
 
 // pushLocked appends e; q.mu is held.
@@ -282,7 +306,7 @@ func (qs *queues) restored(id string, e queued) bool {
 	q := qs.getOrCreate(id)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.admitLocked(qs, e.size, e.msg.TopicName) {
+	if !q.admitLocked(qs, e.size, e.msg.TopicName, true) {
 		return false
 	}
 	q.pushLocked(qs, e)

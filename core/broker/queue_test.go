@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -274,5 +275,59 @@ func TestCleanStartGetsNothingOfTheOldSession(t *testing.T) {
 			}
 		}
 		conn.Close()
+	}
+}
+
+// A persistent session that is not connected keeps its QoS 1 messages in
+// its queue, far past the 512 a session's inflight messages hold, and
+// gets them all, in order, when it comes back; QoS 0 messages are not
+// kept for it. With a store, they also survive a restart.
+func TestOfflineSessionKeepsItsQoS1Messages(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			const n = 2000
+			f := newTestFleet(t, "pub", "dev")
+			g := f.group(sub("s1", "pub", "a/#", "dev"))
+			p := Persistence{Path: filepath.Join(t.TempDir(), "sessions.db")}
+			b := f.mustStartPersistent(g, p)
+			f.leaveSubscribed(t, "dev", "a/#")
+			publisher := f.mustConnect("pub")
+			var want []string
+			for i := range n {
+				qos := byte(1)
+				if i%100 == 0 {
+					qos = 0
+				}
+				payload := fmt.Sprintf("qos%d-%d", qos, i)
+				if qos == 1 {
+					want = append(want, payload)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), testtool.Timeout)
+				_, err := publisher.Paho.Publish(ctx, &paho.Publish{Topic: "a/x", QoS: qos, Payload: []byte(payload)})
+				cancel()
+				if err != nil {
+					t.Fatalf("publish %d: %v", i, err)
+				}
+			}
+			publisher.Disconnect()
+			if restart {
+				if err := b.Close(); err != nil {
+					t.Fatal(err)
+				}
+				b = f.mustStartPersistent(g, p)
+			}
+			defer b.Close()
+			dev, present := f.connectSession("dev", false)
+			if !present {
+				t.Fatal("CONNACK session present = false; want the kept session")
+			}
+			dev.expectOnly(t, want...)
+			publisher = f.mustConnect("pub")
+			publisher.publish(t, "a/x", "live", false)
+			dev.expectOnly(t, "live")
+			if s := b.Stats(); s.Dropped != 0 {
+				t.Errorf("dropped %d messages", s.Dropped)
+			}
+		})
 	}
 }

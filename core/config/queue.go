@@ -12,7 +12,8 @@ type SubscriberQueue struct {
 	// MaxBytes bounds one subscriber's queue: 64 KiB to 64 GiB.
 	MaxBytes int64 `json:"maxBytes,omitempty"`
 	// MaxTotalBytes bounds all subscribers' queues together: 1 MiB to
-	// 1 TiB. Publishers are slowed near it.
+	// 1 TiB. Publishers are slowed near it; the queues of sessions that
+	// are not connected take at most half of it.
 	MaxTotalBytes int64 `json:"maxTotalBytes,omitempty"`
 }
 
