@@ -117,6 +117,9 @@ type subQueue struct {
 	qos0    int   // live QoS 0 entries
 	bytes   int64 // size of the live entries
 	running bool  // a writer goroutine serves the queue
+	// removed is set when disconnected took the queue, empty, out of the
+	// map: deliver then uses the queue that replaced it (lockQueue).
+	removed bool
 	// idle is set while the writer waits for messages: only then does a
 	// new message wake it.
 	idle bool
@@ -183,11 +186,8 @@ func (qs *queues) window(cl *mqtt.Client) int {
 func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscription, ids []int, direct bool) bool {
 	e := queued{msg: msg, qos: min(msg.FixedHeader.Qos, sub.Qos, qs.b.srv.Options.Capabilities.MaximumQos), size: entrySize(msg)}
 	q := qs.get(id)
-	if q == nil {
-		if e.qos == 0 || !qs.keptOffline(id) {
-			return false
-		}
-		q = qs.getOrCreate(id)
+	if q == nil && (e.qos == 0 || !qs.keptOffline(id)) {
+		return false
 	}
 	e.fwdRetained, e.retainAsPublished, e.ids = sub.FwdRetainedFlag, sub.RetainAsPublished, ids
 	// A stored session's copy is encoded here, off q.mu, and submitted
@@ -196,7 +196,9 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 	if e.qos > 0 {
 		rec = qs.b.queuedRecord(id, &e)
 	}
-	q.mu.Lock()
+	if q = qs.lockQueue(id, q, e.qos); q == nil {
+		return false
+	}
 	if q.ending || (q.cl != nil && !subscribed(q.cl, &sub)) {
 		// Routed by a subscription the session no longer has.
 		q.mu.Unlock()
@@ -227,6 +229,27 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 	q.kickLocked(qs)
 	q.mu.Unlock()
 	return true
+}
+
+// lockQueue locks id's queue q, or makes one (q nil) for a session kept
+// offline; nil when there is none to lock. A queue that disconnected took
+// out of the map (empty, its session gone) is not used: the one that
+// replaced it is looked up, or made, instead.
+func (qs *queues) lockQueue(id string, q *subQueue, qos byte) *subQueue {
+	for {
+		if q == nil {
+			if qos == 0 || !qs.keptOffline(id) {
+				return nil
+			}
+			q = qs.getOrCreate(id)
+		}
+		q.mu.Lock()
+		if !q.removed {
+			return q
+		}
+		q.mu.Unlock()
+		q = qs.get(id)
+	}
 }
 
 // keptOffline reports whether id is a session that outlives its
@@ -715,8 +738,8 @@ func (qs *queues) disconnected(cl *mqtt.Client, expire bool) {
 	if expire && !cl.IsTakenOver() {
 		q.clearLocked(qs)
 	}
-	if q.cl == nil && q.live == 0 && !q.connecting {
-		qs.m.CompareAndDelete(cl.ID, q)
+	if q.cl == nil && q.live == 0 && !q.connecting && qs.m.CompareAndDelete(cl.ID, q) {
+		q.removed = true
 	}
 	if q.running {
 		q.signal()
