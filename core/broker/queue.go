@@ -883,10 +883,11 @@ func (b *Broker) queuedForSession(cl *mqtt.Client, pk packets.Packet, key uint64
 	}
 }
 
-// offline handles a message for a session that is not using its queue
-// (not connected): mochi keeps QoS 1/2 messages as the session's inflight
-// messages, up to Limits.MaxInflight; past that this counts and logs the
-// drop (mochi would log every one) and takes the subscriber off the list.
+// offline handles a message that no queue took (deliver): one for a
+// session whose connection is closing, or that ends with its connection.
+// mochi keeps QoS 1/2 messages as the session's inflight messages, up to
+// Limits.MaxInflight; past that this counts and logs the drop (mochi
+// would log every one) and takes the subscriber off the list.
 func (b *Broker) offline(id string, pk packets.Packet, sub packets.Subscription, subs *mqtt.Subscribers) {
 	cl, ok := b.srv.Clients.Get(id)
 	if !ok || min(pk.FixedHeader.Qos, sub.Qos) == 0 {
