@@ -33,10 +33,11 @@ import (
 //     see persistHook.OnPublish). Other publishes stay direct while
 //     stored sessions exist;
 //   - inline subscriptions (none in ggcore; checked anyway);
-//   - a subscriber whose queue is not in use (a session that is not
-//     connected, or is connecting: its subscriptions may be changing). The
-//     other subscribers still get the message here; a partialPublish
-//     record tells OnSelectSubscribers which, so that none gets it twice.
+//   - a subscriber that the queues leave to mochi (queues.deliver): one
+//     that is connecting (its subscriptions may be changing), or a session
+//     whose connection is closing or that ends with it. The other
+//     subscribers still get the message here; a partialPublish record
+//     tells OnSelectSubscribers which, so that none gets it twice.
 //
 // Wills and $SYS messages never pass OnPublish and keep mochi's path.
 

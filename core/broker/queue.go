@@ -175,11 +175,14 @@ func (qs *queues) window(cl *mqtt.Client) int {
 }
 
 // deliver takes a message for subscriber id from a publisher's goroutine.
-// It returns false when the subscriber has no queue in use (not
-// connected, nothing queued): mochi then handles it as for any session
-// that is not connected. The direct publish path (direct) also leaves
-// mochi a subscriber that is connecting: its subscriptions may be
-// changing (publish.go).
+// It returns false when the subscriber has no queue to take it: a session
+// whose connection is closing, or that ends with its connection (not kept
+// offline, nothing queued); mochi then handles it as for any session that
+// is not connected (Broker.offline). The direct publish path (direct) also
+// leaves mochi a subscriber that is connecting: its subscriptions may be
+// changing (publish.go). It returns true, having queued nothing, for a
+// message the subscriber must not get: routed by a subscription it no
+// longer has, or QoS 0 for a session that is not connected.
 //
 // ids are the subscription's identifiers (subscriptionIDs), which the
 // entry shares and never modifies.
