@@ -261,6 +261,9 @@ type Broker struct {
 	limits Limits
 	queues *queues
 	drops  *drops
+	// clashes holds the broker's inflight messages set aside while a
+	// client's packet with the same identifier is processed (packetid.go).
+	clashes clashes
 
 	upstream Upstream
 	// store keeps sessions across restarts; nil without Persistence.

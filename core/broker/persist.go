@@ -779,7 +779,9 @@ func (h *persistHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnQosPublish stores a message queued for a persistent session (and the
 // QoS 2 handshake states).
 func (h *persistHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if !h.s.has(cl.ID) {
+	// A PUBACK to a client's QoS 1 publish is an inflight entry only while
+	// mochi writes it: nothing to keep.
+	if pk.FixedHeader.Type == packets.Puback || !h.s.has(cl.ID) {
 		return
 	}
 	_ = h.s.submit(false, op{bucket: bucketInflight, key: inflightKey(cl.ID, pk.PacketID),
@@ -787,6 +789,12 @@ func (h *persistHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, 
 }
 
 func (h *persistHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	// mochi's own PUBACK (it sets Created; a client's packets have none)
+	// completes a client's QoS 1 publish, of which nothing was stored; the
+	// record under its identifier, if any, is the broker's own message.
+	if pk.FixedHeader.Type == packets.Puback && pk.Created != 0 {
+		return
+	}
 	if h.s.has(cl.ID) {
 		_ = h.s.submit(false, op{bucket: bucketInflight, key: inflightKey(cl.ID, pk.PacketID)})
 	}
@@ -1063,7 +1071,10 @@ func (b *Broker) restore() error {
 		if cl == nil {
 			continue
 		}
-		if m.FixedHeader.Type == packets.Publish && (expired(m) || !allowed(m.Origin, m.Client, m.TopicName)) {
+		// A PUBACK record (an older version stored them while mochi wrote
+		// them) has nothing left to do.
+		if m.FixedHeader.Type == packets.Puback ||
+			(m.FixedHeader.Type == packets.Publish && (expired(m) || !allowed(m.Origin, m.Client, m.TopicName))) {
 			ops = append(ops, op{bucket: bucketInflight, key: inflightKey(m.Client, m.PacketID)})
 			skipped++
 			continue

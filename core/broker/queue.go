@@ -180,9 +180,11 @@ func (qs *queues) window(cl *mqtt.Client) int {
 // offline, nothing queued); mochi then handles it as for any session that
 // is not connected (Broker.offline). The direct publish path (direct) also
 // leaves mochi a subscriber that is connecting: its subscriptions may be
-// changing (publish.go). It returns true, having queued nothing, for a
-// message the subscriber must not get: routed by a subscription it no
-// longer has, or QoS 0 for a session that is not connected.
+// changing (publish.go), and one its (possibly stale) list routes through
+// a subscription the connection no longer has. It returns true, having
+// queued nothing, for a message the subscriber must not get: routed by a
+// subscription it no longer has (mochi's path), or QoS 0 for a session
+// that is not connected.
 //
 // ids are the subscription's identifiers (subscriptionIDs), which the
 // entry shares and never modifies.
@@ -203,9 +205,12 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 		return false
 	}
 	if q.ending || (q.cl != nil && !subscribed(q.cl, &sub)) {
-		// Routed by a subscription the session no longer has.
+		// Routed by a subscription the session no longer has. The direct
+		// path's list may be older than mochi's answer now, which may
+		// still hold the subscriber through another of its filters: mochi's
+		// path looks again.
 		q.mu.Unlock()
-		return true
+		return !direct
 	}
 	offline := q.cl == nil && !q.connecting
 	if offline && e.qos == 0 {
@@ -853,8 +858,11 @@ func (h *queueHook) OnClientExpired(cl *mqtt.Client) { h.qs.forget(cl.ID) }
 
 // OnPacketRead holds back the acknowledgement mochi is about to write
 // for pk until the connection's reader waits for input (cork.go), so
-// that the acknowledgements of packets read together go out together.
+// that the acknowledgements of packets read together go out together. It
+// also sets aside an inflight message whose identifier pk reuses
+// (packetid.go).
 func (h *queueHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.qs.b.clashes.setAside(cl, &pk)
 	if acknowledged(&pk) {
 		if cc := corkOf(cl); cc != nil {
 			cc.corked.Store(true)

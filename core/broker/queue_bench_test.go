@@ -41,6 +41,13 @@ func (f *testFleet) rawConnectWith(tb testing.TB, name string, props *packets.Pr
 // rawConnectTo is rawConnectWith to the broker at addr.
 func (f *testFleet) rawConnectTo(tb testing.TB, addr, name string, props *packets.Properties) net.Conn {
 	tb.Helper()
+	return f.rawConnectSession(tb, addr, name, true, props)
+}
+
+// rawConnectSession is rawConnectTo that resumes the session unless
+// clean.
+func (f *testFleet) rawConnectSession(tb testing.TB, addr, name string, clean bool, props *packets.Properties) net.Conn {
+	tb.Helper()
 	conn, err := tls.Dial("tcp", addr, &tls.Config{
 		RootCAs: f.pool, ServerName: "localhost", Certificates: []tls.Certificate{f.certs[name]},
 	})
@@ -48,7 +55,7 @@ func (f *testFleet) rawConnectTo(tb testing.TB, addr, name string, props *packet
 		tb.Fatal(err)
 	}
 	c := packets.NewControlPacket(packets.CONNECT).Content.(*packets.Connect)
-	c.ClientID, c.CleanStart, c.KeepAlive, c.ProtocolVersion, c.ProtocolName = name, true, 300, 5, "MQTT"
+	c.ClientID, c.CleanStart, c.KeepAlive, c.ProtocolVersion, c.ProtocolName = name, clean, 300, 5, "MQTT"
 	c.Properties = props
 	if _, err := c.WriteTo(conn); err != nil {
 		tb.Fatal(err)

@@ -190,6 +190,7 @@ func (h *routingHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Pa
 // that takes this event, for every packet read, so one hook takes it for
 // both.
 func (h *routingHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	h.b.clashes.putBack(cl)
 	switch pk.FixedHeader.Type {
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
 		h.b.queues.acked(cl)
@@ -208,6 +209,7 @@ func (h *routingHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err 
 }
 
 func (h *routingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.b.clashes.putBack(cl)
 	h.replays.Delete(cl)
 	h.forgetPartial(cl.ID)
 }
