@@ -55,13 +55,41 @@ func orderQueue(cl *mqtt.Client) {
 		}
 	}
 	q = append(q[start:], q[:start]...)
-	prev := int64(0)
-	for _, pk := range q {
-		c := max(pk.Created, prev+1)
-		if c != pk.Created {
-			pk.Created = c
+	created := ascending(q, 0)
+	// mochi sorts by the low 16 bits of the creation time: times that
+	// cross a multiple of 65536 s would sort their tail first. Such a
+	// run starts at that multiple instead, later by less than the run
+	// spans.
+	if wraps(created) {
+		created = ascending(q, (created[0]|0xffff)+1)
+	}
+	for i, pk := range q {
+		if created[i] != pk.Created {
+			pk.Created = created[i]
 			cl.State.Inflight.Set(pk)
 		}
-		prev = c
 	}
+}
+
+// ascending returns strictly increasing creation times for q, none
+// earlier than its packet's own nor than from.
+func ascending(q []packets.Packet, from int64) []int64 {
+	out := make([]int64, len(q))
+	prev := from - 1
+	for i, pk := range q {
+		out[i] = max(pk.Created, prev+1)
+		prev = out[i]
+	}
+	return out
+}
+
+// wraps reports whether the low 16 bits of the increasing times in
+// created go down somewhere.
+func wraps(created []int64) bool {
+	for i := 1; i < len(created); i++ {
+		if uint16(created[i]) < uint16(created[i-1]) {
+			return true
+		}
+	}
+	return false
 }
