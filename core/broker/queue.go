@@ -191,8 +191,12 @@ func (qs *queues) window(cl *mqtt.Client) int {
 func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscription, ids []int, direct bool) bool {
 	e := queued{msg: msg, qos: min(msg.FixedHeader.Qos, sub.Qos, qs.b.srv.Options.Capabilities.MaximumQos), size: entrySize(msg)}
 	q := qs.get(id)
-	if q == nil && (e.qos == 0 || !qs.keptOffline(id)) {
-		return false
+	kept := false // id is known to be kept offline
+	if q == nil {
+		if e.qos == 0 || !qs.keptOffline(id) {
+			return false
+		}
+		q, kept = qs.getOrCreate(id), true
 	}
 	e.fwdRetained, e.retainAsPublished, e.ids = sub.FwdRetainedFlag, sub.RetainAsPublished, ids
 	// A stored session's copy is encoded here, off q.mu, and submitted
@@ -218,7 +222,7 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 		q.mu.Unlock()
 		return true
 	}
-	if (offline && q.live == 0 && !qs.keptOffline(id)) || (direct && q.connecting) {
+	if (offline && q.live == 0 && !kept && !qs.keptOffline(id)) || (direct && q.connecting) {
 		q.mu.Unlock()
 		return false
 	}
@@ -239,10 +243,10 @@ func (qs *queues) deliver(id string, msg *packets.Packet, sub packets.Subscripti
 	return true
 }
 
-// lockQueue locks id's queue q, or makes one (q nil) for a session kept
-// offline; nil when there is none to lock. A queue that disconnected took
-// out of the map (empty, its session gone) is not used: the one that
-// replaced it is looked up, or made, instead.
+// lockQueue locks id's queue q. A queue that disconnected took out of the
+// map (empty, its session gone) is not used: the one that replaced it is
+// looked up, or made for a session kept offline, instead; nil when there
+// is none.
 func (qs *queues) lockQueue(id string, q *subQueue, qos byte) *subQueue {
 	for {
 		if q == nil {
